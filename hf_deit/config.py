@@ -1,0 +1,222 @@
+"""Configuration dataclasses and the YAML + command-line parser.
+
+Every run is described by three dataclasses, parsed together with
+``transformers.HfArgumentParser``: :class:`ModelConfig` (student and teacher),
+:class:`DataConfig` (dataset and augmentation) and :class:`DistillationConfig`
+(``TrainingArguments`` plus the distillation loss). A YAML file gives the base values and
+any ``--key value`` on the command line overrides them, so one preset can be reused for
+many runs without editing it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional, Sequence
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+DISTILLATION_TYPES = ("none", "soft", "hard")
+KL_REDUCTIONS = ("batchmean", "elementwise_mean")
+
+
+@dataclass
+class DataConfig:
+    """Which dataset to read and how to augment it."""
+
+    dataset_name: str = field(
+        default="uoft-cs/cifar10",
+        metadata={"help": "Hub dataset id, a local folder in the Hub layout, or an image folder (class sub-folders)."},
+    )
+    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "Dataset configuration name, if any."})
+    train_split: str = field(default="train", metadata={"help": "Split used for training."})
+    eval_split: Optional[str] = field(
+        default=None,
+        metadata={"help": "Split used for evaluation. Default: 'validation', else 'test', else a held-out part of train."},
+    )
+    train_val_split: float = field(
+        default=0.1,
+        metadata={"help": "Fraction of train held out for evaluation when the dataset has no evaluation split."},
+    )
+    image_column: Optional[str] = field(default=None, metadata={"help": "Image column. Default: found automatically."})
+    label_column: Optional[str] = field(default=None, metadata={"help": "Label column. Default: found automatically."})
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use at most this many training images."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use at most this many evaluation images."})
+    random_crop_padding: int = field(
+        default=4, metadata={"help": "Padding (pixels) of the train-time random crop; 0 disables the crop."}
+    )
+    horizontal_flip: bool = field(default=True, metadata={"help": "Random horizontal flip at train time."})
+    cache_dir: Optional[str] = field(default=None, metadata={"help": "Where `datasets` caches downloads."})
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.train_val_split < 1.0:
+            raise ValueError(f"train_val_split must be in (0, 1), got {self.train_val_split}.")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be a positive number of images, got {value}; omit it to use all.")
+
+
+@dataclass
+class ModelConfig:
+    """The student to train and the teacher to learn from."""
+
+    student_model_name_or_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "Start the student from this checkpoint (folder or Hub id) instead of a random preset."},
+    )
+    student_preset: str = field(
+        default="tiny", metadata={"help": "Width/depth preset of a new student: " + ", ".join(("tiny", "small", "base"))}
+    )
+    image_size: int = field(default=32, metadata={"help": "Student input resolution (square)."})
+    patch_size: int = field(default=4, metadata={"help": "Student patch size; image_size must be a multiple of it."})
+    hidden_size: Optional[int] = field(default=None, metadata={"help": "Override the preset's embedding width."})
+    num_hidden_layers: Optional[int] = field(default=None, metadata={"help": "Override the preset's depth."})
+    num_attention_heads: Optional[int] = field(default=None, metadata={"help": "Override the preset's heads."})
+    intermediate_size: Optional[int] = field(default=None, metadata={"help": "Override the preset's MLP width."})
+    image_mean: Optional[list[float]] = field(
+        default=None, metadata={"help": "Student normalisation mean (default: ImageNet's, as in DeiT)."}
+    )
+    image_std: Optional[list[float]] = field(
+        default=None, metadata={"help": "Student normalisation std (default: ImageNet's, as in DeiT)."}
+    )
+    teacher_model_name_or_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "Any AutoModelForImageClassification (folder or Hub id). Required unless distillation_type=none."},
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow custom modelling code from the Hub (off: only stock transformers classes)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.patch_size <= 0 or self.image_size % self.patch_size:
+            raise ValueError(
+                f"image_size ({self.image_size}) must be a positive multiple of patch_size ({self.patch_size})."
+            )
+        for name in ("image_mean", "image_std"):
+            value = getattr(self, name)
+            if value is not None and len(value) != 3:
+                raise ValueError(f"{name} needs 3 values (one per RGB channel), got {value}.")
+
+
+@dataclass
+class DistillationConfig(TrainingArguments):
+    """``TrainingArguments`` plus the DeiT distillation loss.
+
+    Defaults differ from ``TrainingArguments`` where image distillation needs it: images arrive
+    through ``with_transform`` so the raw columns must reach the collator
+    (``remove_unused_columns=False``), and the student's forward takes no labels, so the Trainer is
+    told where they are (``label_names``).
+    """
+
+    distillation_type: str = field(
+        default="hard", metadata={"help": "none | soft | hard (DeiT paper, section 4)."}
+    )
+    distillation_alpha: float = field(
+        default=0.5, metadata={"help": "Weight of the distillation term; the label term gets 1 - alpha."}
+    )
+    distillation_tau: float = field(default=1.0, metadata={"help": "Temperature of soft distillation."})
+    distillation_kl_reduction: str = field(
+        default="batchmean",
+        metadata={
+            "help": "Soft-distillation KL normalisation: 'batchmean' (the paper: sum over classes, mean over "
+            "images) or 'elementwise_mean' (the official code: mean over images and classes)."
+        },
+    )
+    output_dir: Optional[str] = field(default="outputs/deit-student", metadata={"help": "Where to write the run."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep raw image columns for the transform."})
+    label_names: Optional[list[str]] = field(default_factory=lambda: ["labels"], metadata={"help": "Label keys."})
+    report_to: Optional[str] = field(default="none", metadata={"help": "Experiment trackers (none, tensorboard, ...)."})
+
+    def __post_init__(self) -> None:
+        validate_distillation_settings(
+            self.distillation_type, self.distillation_alpha, self.distillation_tau, self.distillation_kl_reduction
+        )
+        super().__post_init__()
+
+
+def validate_distillation_settings(distillation_type: str, alpha: float, tau: float, kl_reduction: str) -> None:
+    """Fail early, with the fix in the message, rather than after hours of training."""
+    if distillation_type not in DISTILLATION_TYPES:
+        raise ValueError(f"distillation_type must be one of {DISTILLATION_TYPES}, got {distillation_type!r}.")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(
+            f"distillation_alpha must be in [0, 1] (weight of the teacher term), got {alpha}; the paper uses 0.5."
+        )
+    if not tau > 0:
+        raise ValueError(f"distillation_tau must be > 0, got {tau}; use 1.0 for plain soft distillation.")
+    if kl_reduction not in KL_REDUCTIONS:
+        raise ValueError(f"distillation_kl_reduction must be one of {KL_REDUCTIONS}, got {kl_reduction!r}.")
+
+
+def _known_fields(dataclass_types: Iterable[type]) -> set[str]:
+    return {f.name for dc in dataclass_types for f in dataclasses.fields(dc) if f.init}
+
+
+def _reject_unknown_keys(keys: Iterable[str], known: set[str], source: str) -> None:
+    unknown = sorted(set(keys) - known)
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+        hints.append(f"{key!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
+    raise ValueError(f"Unknown configuration key(s) in {source}: {'; '.join(hints)}.")
+
+
+def _yaml_to_argv(values: dict[str, Any]) -> list[str]:
+    """Render YAML values as command-line flags so argparse types and converts them exactly
+    as it does real flags (YAML reads ``5e-4`` as a string; argparse gives a float)."""
+    argv: list[str] = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            argv += [f"--{key}", "true" if value else "false"]
+        elif isinstance(value, (list, tuple)):
+            argv += [f"--{key}", *[str(v) for v in value]]
+        elif isinstance(value, dict):
+            argv += [f"--{key}", json.dumps(value)]
+        else:
+            argv += [f"--{key}", str(value)]
+    return argv
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Config file {str(path)!r} does not exist; pass --config path/to/file.yaml.")
+    with open(path) as handle:
+        values = yaml.safe_load(handle) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"Config file {str(path)!r} must hold a mapping of key: value pairs at the top level.")
+    return values
+
+
+def parse_config(
+    argv: Optional[Sequence[str]] = None,
+    dataclass_types: Sequence[type] = (ModelConfig, DataConfig, DistillationConfig),
+) -> tuple:
+    """Parse ``--config file.yaml`` plus overriding flags into the given dataclasses.
+
+    Unknown keys, in the YAML file or on the command line, stop the run with the closest valid
+    names: a typo such as ``distilation_type`` must never silently fall back to a default.
+    """
+    argv = list(argv) if argv is not None else list(os.sys.argv[1:])
+    known = _known_fields(dataclass_types)
+    yaml_values: dict[str, Any] = {}
+    if "--config" in argv:
+        index = argv.index("--config")
+        if index + 1 >= len(argv):
+            raise ValueError("--config needs a path to a YAML file.")
+        config_path = argv[index + 1]
+        del argv[index : index + 2]
+        yaml_values = load_yaml(config_path)
+        _reject_unknown_keys(yaml_values, known, f"config file {config_path!r}")
+    cli_keys = [arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")]
+    _reject_unknown_keys(cli_keys, known, "command-line flags")
+    parser = HfArgumentParser(list(dataclass_types))
+    return parser.parse_args_into_dataclasses(args=_yaml_to_argv(yaml_values) + argv)

@@ -1,0 +1,96 @@
+"""One distillation run, end to end: config -> data -> (student, teacher) -> train -> evaluate -> save.
+
+``scripts/distill.py`` is a thin wrapper around :func:`main`, so tests drive exactly the code
+path that users launch with ``accelerate launch``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Optional, Sequence
+
+from transformers import set_seed
+
+from .config import DataConfig, DistillationConfig, ModelConfig, parse_config
+from .data import attach_transforms, collate_fn, load_image_classification_data
+from .metrics import distillation_compute_metrics
+from .modeling import build_student
+from .reporting import print_and_save_results
+from .teacher import load_teacher
+from .trainer import DistillationTrainer
+
+logger = logging.getLogger(__name__)
+
+RESULT_ROWS = (
+    ("class head", "cls"),
+    ("distillation head", "distill"),
+    ("average (cls + distill)", "fused"),
+    ("teacher", "teacher"),
+)
+
+
+def run_distillation(
+    model_config: ModelConfig, data_config: DataConfig, training_args: DistillationConfig
+) -> dict[str, float]:
+    if training_args.distillation_type != "none" and not model_config.teacher_model_name_or_path:
+        raise ValueError(
+            f"distillation_type={training_args.distillation_type!r} needs a teacher: set teacher_model_name_or_path "
+            "(e.g. models/teacher-cifar10-regnet), or use distillation_type: none to train on labels only."
+        )
+    set_seed(training_args.seed)
+    data = load_image_classification_data(data_config, seed=training_args.seed)
+    student, processor = build_student(model_config, data.id2label)
+    teacher = None
+    if model_config.teacher_model_name_or_path:
+        teacher = load_teacher(
+            model_config.teacher_model_name_or_path,
+            data.label_names,
+            processor,
+            trust_remote_code=model_config.trust_remote_code,
+        )
+    attach_transforms(data, processor, data_config)
+
+    trainer = DistillationTrainer(
+        model=student,
+        args=training_args,
+        teacher_model=teacher,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        data_collator=collate_fn,
+        processing_class=processor,
+        compute_metrics=distillation_compute_metrics,
+    )
+    start = time.perf_counter()
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_seconds = time.perf_counter() - start
+    trainer.save_model()
+    trainer.save_state()  # trainer_state.json: the full log history (loss parts, eval metrics)  # student weights + config + image processor, stock-loadable
+    metrics = trainer.evaluate()
+    metrics.update(
+        train_runtime_s=round(train_seconds, 1),
+        train_loss=train_result.training_loss,
+        train_images=len(data.train),
+        eval_images=len(data.eval),
+        student_parameters=sum(p.numel() for p in student.parameters()),
+        distillation_type=training_args.distillation_type,
+    )
+    if trainer.is_world_process_zero():
+        trainer.save_metrics("all", metrics)
+        rows = [
+            (label, metrics.get(f"eval_{head}_top1"), metrics.get(f"eval_{head}_top5"))
+            for label, head in RESULT_ROWS
+            if f"eval_{head}_top1" in metrics
+        ]
+        print_and_save_results(
+            rows,
+            metrics,
+            training_args.output_dir,
+            title=f"Evaluation ({training_args.distillation_type} distillation, {len(data.eval)} images)",
+        )
+    return metrics
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
+    model_config, data_config, training_args = parse_config(argv)
+    return run_distillation(model_config, data_config, training_args)

@@ -1,0 +1,79 @@
+"""The DeiT distillation objective (Touvron et al. 2021, section 4) as one pure function.
+
+    none: (1 - a) * CE(cls, y) + a * CE(dist, y)             both heads on the labels
+    soft: (1 - a) * CE(cls, y) + a * tau^2 * KL(softmax(teacher / tau) || softmax(dist / tau))
+    hard: (1 - a) * CE(cls, y) + a * CE(dist, argmax(teacher))
+
+``y`` is either class indices or a soft target distribution (Mixup/CutMix, label smoothing).
+
+KL normalisation: by default the paper's per-sample mean (``"batchmean"``: sum over classes,
+mean over images, the true KL divergence). The official code divides the summed KL by the number
+of *elements* (images x classes), which scales the soft term down by the number of classes;
+``kl_reduction="elementwise_mean"`` reproduces it.
+
+With ``none`` the official code leaves the distillation head untrained; we train it on the
+labels so that the fused prediction used by ``pipeline(...)`` averages two trained heads.
+When ``distill_logits`` is ``None`` (a student without a distillation token) the class head
+takes both terms: the paper's "usual distillation".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .config import validate_distillation_settings
+
+
+@dataclass
+class DistillationLoss:
+    loss: torch.Tensor
+    """The total objective to back-propagate."""
+    base_loss: torch.Tensor
+    """Label term of the class head, CE(cls, y)."""
+    distillation_loss: torch.Tensor
+    """Teacher term (or label term of the distillation head with ``none``), before weighting."""
+
+
+def deit_distillation_loss(
+    cls_logits: torch.Tensor,
+    distill_logits: Optional[torch.Tensor],
+    labels: torch.Tensor,
+    teacher_logits: Optional[torch.Tensor],
+    distillation_type: str = "hard",
+    alpha: float = 0.5,
+    tau: float = 1.0,
+    kl_reduction: str = "batchmean",
+) -> DistillationLoss:
+    validate_distillation_settings(distillation_type, alpha, tau, kl_reduction)
+    if distill_logits is None:
+        distill_logits = cls_logits
+    if labels.dtype.is_floating_point and labels.shape != cls_logits.shape:
+        raise ValueError(
+            f"Soft labels must have the logits' shape {tuple(cls_logits.shape)}, got {tuple(labels.shape)}."
+        )
+    base_loss = F.cross_entropy(cls_logits, labels)
+
+    if distillation_type == "none":
+        distillation_loss = F.cross_entropy(distill_logits, labels)
+    else:
+        if teacher_logits is None:
+            raise ValueError(f"distillation_type={distillation_type!r} needs teacher_logits.")
+        teacher_logits = teacher_logits.detach()
+        if distillation_type == "soft":
+            kl = F.kl_div(
+                F.log_softmax(distill_logits / tau, dim=-1),
+                F.log_softmax(teacher_logits / tau, dim=-1),
+                reduction="sum",
+                log_target=True,
+            )
+            denominator = distill_logits.shape[0] if kl_reduction == "batchmean" else distill_logits.numel()
+            distillation_loss = kl * (tau * tau) / denominator
+        else:
+            distillation_loss = F.cross_entropy(distill_logits, teacher_logits.argmax(dim=-1))
+
+    loss = (1.0 - alpha) * base_loss + alpha * distillation_loss
+    return DistillationLoss(loss=loss, base_loss=base_loss, distillation_loss=distillation_loss)

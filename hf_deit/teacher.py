@@ -1,0 +1,130 @@
+"""The teacher: any frozen ``AutoModelForImageClassification``, seen through the student's batch.
+
+:class:`TeacherWrapper` takes the student's already-normalised ``pixel_values`` and, on the
+device, converts them into the teacher's own input space (undo the student normalisation,
+resize, apply the teacher's), so images are decoded once. It then returns the teacher's
+logits re-ordered into the student's label order: label spaces are matched by *names*.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoImageProcessor, AutoModelForImageClassification, PreTrainedModel
+
+from .data import processor_size
+
+logger = logging.getLogger(__name__)
+
+
+def _normalise_name(name: str) -> str:
+    return str(name).strip().lower().replace("_", " ")
+
+
+def label_permutation(teacher_id2label: dict[int, str], student_label_names: Sequence[str]) -> list[int]:
+    """Index into the teacher's logits for each student class, matched by (case-insensitive) name.
+
+    Raises a ``ValueError`` naming both label sets when they differ: comparing indices of two
+    unrelated label spaces would train the student on noise without any visible error.
+    """
+    teacher_names = [teacher_id2label[i] for i in sorted(int(k) for k in teacher_id2label)]
+    teacher_index = {_normalise_name(name): index for index, name in enumerate(teacher_names)}
+    student_keys = [_normalise_name(name) for name in student_label_names]
+    if len(teacher_names) != len(student_label_names) or set(teacher_index) != set(student_keys):
+        missing = sorted(set(student_keys) - set(teacher_index))
+        extra = sorted(set(teacher_index) - set(student_keys))
+        raise ValueError(
+            "The teacher's labels do not match the dataset's labels, so its predictions cannot be used as "
+            f"targets.\n  dataset ({len(student_label_names)}): {list(student_label_names)}\n"
+            f"  teacher ({len(teacher_names)}): {teacher_names}\n"
+            f"  missing from the teacher: {missing}; only in the teacher: {extra}.\n"
+            "Use a teacher trained on the same classes (scripts/train_teacher.py fine-tunes one)."
+        )
+    return [teacher_index[key] for key in student_keys]
+
+
+class TeacherWrapper(nn.Module):
+    """Frozen teacher in eval mode that maps student batches to aligned teacher logits."""
+
+    def __init__(
+        self,
+        teacher: PreTrainedModel,
+        student_label_names: Sequence[str],
+        student_mean: Sequence[float],
+        student_std: Sequence[float],
+        teacher_size: tuple[int, int],
+        teacher_mean: Sequence[float],
+        teacher_std: Sequence[float],
+    ) -> None:
+        super().__init__()
+        self.teacher = teacher.eval().requires_grad_(False)
+        permutation = label_permutation(teacher.config.id2label, student_label_names)
+        self.identity_order = permutation == list(range(len(permutation)))
+        self.register_buffer("permutation", torch.tensor(permutation, dtype=torch.long), persistent=False)
+        self.teacher_size = tuple(teacher_size)
+        self.same_normalisation = list(student_mean) == list(teacher_mean) and list(student_std) == list(teacher_std)
+        # x_teacher = (x_student * s_std + s_mean - t_mean) / t_std, folded into one scale + shift.
+        scale = torch.tensor(student_std) / torch.tensor(teacher_std)
+        shift = (torch.tensor(student_mean) - torch.tensor(teacher_mean)) / torch.tensor(teacher_std)
+        self.register_buffer("scale", scale.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", shift.view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True) -> "TeacherWrapper":
+        # The teacher stays in eval mode (batch-norm statistics, dropout) whatever the caller does.
+        return super().train(False)
+
+    def to_teacher_space(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if not self.same_normalisation:
+            pixel_values = pixel_values * self.scale + self.shift
+        if tuple(pixel_values.shape[-2:]) != self.teacher_size:
+            pixel_values = F.interpolate(
+                pixel_values, size=self.teacher_size, mode="bicubic", align_corners=False, antialias=True
+            )
+        return pixel_values
+
+    @torch.no_grad()
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        logits = self.teacher(pixel_values=self.to_teacher_space(pixel_values)).logits
+        if not self.identity_order:
+            logits = logits.index_select(-1, self.permutation)
+        return logits.float()
+
+
+def load_teacher(
+    name_or_path: str,
+    student_label_names: Sequence[str],
+    student_image_processor: Any,
+    trust_remote_code: bool = False,
+    torch_dtype: Optional[torch.dtype] = None,
+) -> TeacherWrapper:
+    """Load a teacher checkpoint (safetensors only) and its image processor, wrapped and frozen."""
+    if trust_remote_code:
+        logger.warning("trust_remote_code=True: the teacher may run code from %s.", name_or_path)
+    try:
+        teacher = AutoModelForImageClassification.from_pretrained(
+            name_or_path, use_safetensors=True, trust_remote_code=trust_remote_code, dtype=torch_dtype
+        )
+    except OSError as error:
+        raise OSError(
+            f"Could not load the teacher {name_or_path!r}: {error}\n"
+            "Pass --teacher_model_name_or_path with a local folder or a Hub id of an image-classification model "
+            "saved as safetensors, or set --distillation_type none to train without a teacher."
+        ) from error
+    try:
+        teacher_processor = AutoImageProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except OSError:
+        logger.warning("Teacher %s has no image processor: assuming the student's preprocessing.", name_or_path)
+        teacher_processor = student_image_processor
+    return TeacherWrapper(
+        teacher,
+        student_label_names,
+        student_mean=student_image_processor.image_mean,
+        student_std=student_image_processor.image_std,
+        teacher_size=processor_size(teacher_processor),
+        teacher_mean=teacher_processor.image_mean,
+        teacher_std=teacher_processor.image_std,
+    )

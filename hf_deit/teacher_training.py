@@ -1,0 +1,128 @@
+"""Train or fine-tune a teacher: any ``AutoModelForImageClassification`` with the stock Trainer.
+
+The teacher sees the same data module as the student, so its label names are the dataset's
+(and align with the student's by construction). A new CNN comes from ``model_type`` plus
+``model_config_overrides`` (any field of that architecture's transformers config); an existing
+checkpoint is re-headed for the dataset's labels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    Trainer,
+    TrainingArguments,
+    ViTImageProcessor,
+)
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
+
+from .config import DataConfig, parse_config
+from .data import attach_transforms, collate_fn, load_image_classification_data
+from .metrics import classification_compute_metrics
+from .reporting import print_and_save_results
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TeacherModelConfig:
+    model_name_or_path: Optional[str] = field(
+        default=None, metadata={"help": "Fine-tune this checkpoint (folder or Hub id) instead of a new model."}
+    )
+    model_type: str = field(default="regnet", metadata={"help": "transformers model type of a new teacher (resnet, regnet, convnext, ...)."})
+    model_config_overrides: Optional[str] = field(
+        default=None, metadata={"help": "JSON object (or YAML mapping) of config fields for a new teacher."}
+    )
+    image_size: int = field(default=32, metadata={"help": "Teacher input resolution (square)."})
+    image_mean: Optional[list[float]] = field(default=None, metadata={"help": "Normalisation mean (default ImageNet)."})
+    image_std: Optional[list[float]] = field(default=None, metadata={"help": "Normalisation std (default ImageNet)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom modelling code from the Hub."})
+
+
+@dataclass
+class TeacherTrainingConfig(TrainingArguments):
+    output_dir: Optional[str] = field(default="outputs/teacher", metadata={"help": "Where to write the run."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep raw image columns for the transform."})
+    report_to: Optional[str] = field(default="none", metadata={"help": "Experiment trackers."})
+
+
+def build_teacher(model_config: TeacherModelConfig, id2label: dict[int, str]) -> tuple[Any, Any]:
+    label2id = {name: index for index, name in id2label.items()}
+    if model_config.model_name_or_path:
+        model = AutoModelForImageClassification.from_pretrained(
+            model_config.model_name_or_path,
+            num_labels=len(id2label),
+            id2label=id2label,
+            label2id=label2id,
+            ignore_mismatched_sizes=True,
+            use_safetensors=True,
+            trust_remote_code=model_config.trust_remote_code,
+        )
+        processor = AutoImageProcessor.from_pretrained(model_config.model_name_or_path)
+        return model, processor
+    overrides = model_config.model_config_overrides or "{}"
+    overrides = json.loads(overrides) if isinstance(overrides, str) else dict(overrides)
+    config = AutoConfig.for_model(
+        model_config.model_type, num_labels=len(id2label), id2label=id2label, label2id=label2id, **overrides
+    )
+    model = AutoModelForImageClassification.from_config(config)
+    side = model_config.image_size
+    processor = ViTImageProcessor(
+        do_resize=True,
+        size={"height": side, "width": side},
+        resample=PILImageResampling.BICUBIC,
+        image_mean=list(model_config.image_mean or IMAGENET_DEFAULT_MEAN),
+        image_std=list(model_config.image_std or IMAGENET_DEFAULT_STD),
+    )
+    return model, processor
+
+
+def run_teacher_training(
+    model_config: TeacherModelConfig, data_config: DataConfig, training_args: TeacherTrainingConfig
+) -> dict[str, float]:
+    data = load_image_classification_data(data_config, seed=training_args.seed)
+    model, processor = build_teacher(model_config, data.id2label)
+    attach_transforms(data, processor, data_config)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("Teacher %s with %.2fM parameters", type(model).__name__, n_params / 1e6)
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        data_collator=collate_fn,
+        processing_class=processor,
+        compute_metrics=classification_compute_metrics,
+    )
+    start = time.perf_counter()
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_seconds = time.perf_counter() - start
+    trainer.save_model()
+    trainer.save_state()  # trainer_state.json: the full log history (loss parts, eval metrics)
+    metrics = trainer.evaluate()
+    metrics.update(
+        train_runtime_s=round(train_seconds, 1),
+        train_images=len(data.train),
+        eval_images=len(data.eval),
+        parameters=n_params,
+        train_loss=train_result.training_loss,
+    )
+    trainer.save_metrics("all", metrics)
+    rows = [("teacher", metrics.get("eval_top1"), metrics.get("eval_top5"))]
+    print_and_save_results(rows, metrics, training_args.output_dir, title="Teacher evaluation")
+    return metrics
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
+    model_config, data_config, training_args = parse_config(
+        argv, (TeacherModelConfig, DataConfig, TeacherTrainingConfig)
+    )
+    return run_teacher_training(model_config, data_config, training_args)

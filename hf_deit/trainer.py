@@ -1,0 +1,114 @@
+"""``DistillationTrainer``: a ``transformers.Trainer`` that trains a DeiT student against a teacher.
+
+In the style of TRL's ``GKDTrainer``: the teacher is handed to the accelerator in evaluation mode
+(placed on the device, never wrapped for DDP, never updated), ``compute_loss`` runs the student
+and the teacher on the same batch and applies :func:`hf_deit.losses.deit_distillation_loss`, and
+the loss parts are logged next to the Trainer's own ``loss``. Evaluation returns the logits of
+the fused, class and distillation heads (and the teacher's) so ``compute_metrics`` reports
+the accuracy of each, the columns of the paper's Table 3.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from transformers import Trainer
+
+from .config import DistillationConfig
+from .losses import deit_distillation_loss
+from .teacher import TeacherWrapper
+
+
+class DistillationTrainer(Trainer):
+    def __init__(
+        self,
+        model: nn.Module,
+        args: DistillationConfig,
+        teacher_model: Optional[TeacherWrapper] = None,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(args, DistillationConfig):
+            raise TypeError("DistillationTrainer needs a DistillationConfig (TrainingArguments + distillation keys).")
+        if args.distillation_type != "none" and teacher_model is None:
+            raise ValueError(
+                f"distillation_type={args.distillation_type!r} needs a teacher: set teacher_model_name_or_path "
+                "(any image-classification model, e.g. models/teacher-cifar10-regnet), or use distillation_type: none."
+            )
+        super().__init__(model=model, args=args, **kwargs)
+        # Our loss is already a per-batch mean: let the Trainer scale it for gradient accumulation.
+        self.model_accepts_loss_kwargs = False
+        self.teacher = (
+            self.accelerator.prepare_model(teacher_model, evaluation_mode=True) if teacher_model is not None else None
+        )
+        self._loss_part_sums: dict[str, torch.Tensor] = {}
+        self._loss_part_count = 0
+
+    def _forward(self, model: nn.Module, inputs: dict[str, torch.Tensor]):
+        pixel_values = inputs["pixel_values"]
+        labels = inputs["labels"]
+        outputs = model(pixel_values=pixel_values)
+        cls_logits = getattr(outputs, "cls_logits", None)
+        if cls_logits is None:  # a plain DeiTForImageClassification student ("usual distillation")
+            cls_logits = outputs.logits
+        distill_logits = getattr(outputs, "distillation_logits", None)
+        teacher_logits = self.teacher(pixel_values) if self.teacher is not None else None
+        parts = deit_distillation_loss(
+            cls_logits,
+            distill_logits,
+            labels,
+            teacher_logits,
+            distillation_type=self.args.distillation_type,
+            alpha=self.args.distillation_alpha,
+            tau=self.args.distillation_tau,
+            kl_reduction=self.args.distillation_kl_reduction,
+        )
+        heads = (outputs.logits, cls_logits, distill_logits if distill_logits is not None else cls_logits)
+        return parts, heads, teacher_logits
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: Optional[torch.Tensor] = None,
+    ):
+        parts, heads, teacher_logits = self._forward(model, inputs)
+        if model.training:
+            self._accumulate_loss_parts(parts.base_loss, parts.distillation_loss)
+        if return_outputs:
+            return parts.loss, {"heads": heads, "teacher_logits": teacher_logits}
+        return parts.loss
+
+    def prediction_step(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        prediction_loss_only: bool,
+        ignore_keys: Optional[list[str]] = None,
+    ):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            parts, heads, teacher_logits = self._forward(model, inputs)
+        loss = parts.loss.detach()
+        if prediction_loss_only:
+            return loss, None, None
+        logits = tuple(h.detach() for h in heads)
+        if teacher_logits is not None:
+            logits = logits + (teacher_logits.detach(),)
+        return loss, logits, inputs["labels"]
+
+    def _accumulate_loss_parts(self, base_loss: torch.Tensor, distillation_loss: torch.Tensor) -> None:
+        # Summed on the device and read at logging time only: no host sync per step.
+        for name, value in (("loss_cls", base_loss), ("loss_distill", distillation_loss)):
+            value = value.detach()
+            self._loss_part_sums[name] = self._loss_part_sums.get(name, torch.zeros_like(value)) + value
+        self._loss_part_count += 1
+
+    def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
+        if "loss" in logs and self._loss_part_count:
+            for name, total in self._loss_part_sums.items():
+                logs[name] = round((total / self._loss_part_count).item(), 4)
+            self._loss_part_sums, self._loss_part_count = {}, 0
+        super().log(logs, start_time)

@@ -1,0 +1,9 @@
+"""Distil a DeiT student from an image-classification teacher.
+
+    accelerate launch scripts/distill.py --config configs/quickstart.yaml [--key value ...]
+"""
+
+from hf_deit.distill import main
+
+if __name__ == "__main__":
+    main()

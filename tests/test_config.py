@@ -1,0 +1,71 @@
+"""YAML + command-line parsing into the three configuration dataclasses."""
+
+import pytest
+
+from hf_deit.config import DataConfig, DistillationConfig, ModelConfig, parse_config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_yaml_values_and_cli_overrides(tmp_path):
+    config = write(
+        tmp_path,
+        "dataset_name: data/cifar10-sample\n"
+        "distillation_type: soft\n"
+        "distillation_tau: 3\n"
+        "learning_rate: 5e-4\n"  # YAML reads this as a string; argparse must still give a float
+        "image_mean: [0.4914, 0.4822, 0.4465]\n"
+        "horizontal_flip: false\n"
+        f"output_dir: {tmp_path / 'out'}\n",
+    )
+    model, data, train = parse_config(["--config", config, "--distillation_type", "hard", "--max_train_samples", "64"])
+    assert isinstance(model, ModelConfig) and isinstance(data, DataConfig) and isinstance(train, DistillationConfig)
+    assert train.distillation_type == "hard"  # the command line wins
+    assert train.distillation_tau == 3.0
+    assert train.learning_rate == pytest.approx(5e-4)
+    assert model.image_mean == pytest.approx([0.4914, 0.4822, 0.4465])
+    assert data.horizontal_flip is False
+    assert data.max_train_samples == 64
+    assert train.remove_unused_columns is False and train.label_names == ["labels"]
+
+
+def test_quickstart_config_parses():
+    model, data, train = parse_config(["--config", "configs/quickstart.yaml"])
+    assert data.dataset_name == "data/cifar10-sample"
+    assert model.teacher_model_name_or_path == "models/teacher-cifar10-regnet"
+    assert train.distillation_type == "hard"
+
+
+def test_unknown_yaml_key_names_close_match(tmp_path):
+    config = write(tmp_path, "distilation_type: soft\n")
+    with pytest.raises(ValueError, match="distilation_type.*did you mean 'distillation_type'"):
+        parse_config(["--config", config])
+
+
+def test_unknown_cli_flag_is_rejected():
+    with pytest.raises(ValueError, match="learning_rat.*did you mean 'learning_rate'"):
+        parse_config(["--learning_rat", "0.1"])
+
+
+def test_missing_config_file():
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        parse_config(["--config", "no/such/file.yaml"])
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--distillation_alpha", "1.2"], "distillation_alpha must be in \\[0, 1\\]"),
+        (["--distillation_tau", "0"], "distillation_tau must be > 0"),
+        (["--distillation_type", "medium"], "distillation_type must be one of"),
+        (["--image_size", "30", "--patch_size", "4"], "must be a positive multiple of patch_size"),
+        (["--max_train_samples", "0"], "max_train_samples must be a positive"),
+    ],
+)
+def test_invalid_values_fail_at_parse_time(flags, message):
+    with pytest.raises(ValueError, match=message):
+        parse_config(flags)

@@ -50,6 +50,10 @@ class DataConfig:
         default=4, metadata={"help": "Padding (pixels) of the train-time random crop; 0 disables the crop."}
     )
     horizontal_flip: bool = field(default=True, metadata={"help": "Random horizontal flip at train time."})
+    rand_augment: Optional[str] = field(
+        default=None, metadata={"help": "timm RandAugment string, e.g. 'rand-m9-mstd0.5-inc1' (DeiT); unset: off."}
+    )
+    random_erasing: float = field(default=0.0, metadata={"help": "Random-erasing probability (DeiT: 0.25)."})
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where `datasets` caches downloads."})
 
     def __post_init__(self) -> None:
@@ -59,6 +63,8 @@ class DataConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be a positive number of images, got {value}; omit it to use all.")
+        if not 0.0 <= self.random_erasing <= 1.0:
+            raise ValueError(f"random_erasing is a probability in [0, 1], got {self.random_erasing}.")
 
 
 @dataclass
@@ -70,7 +76,7 @@ class ModelConfig:
         metadata={"help": "Start the student from this checkpoint (folder or Hub id) instead of a random preset."},
     )
     student_preset: str = field(
-        default="tiny", metadata={"help": "Width/depth preset of a new student: " + ", ".join(("tiny", "small", "base"))}
+        default="tiny", metadata={"help": "Width/depth preset of a new student: tiny, small or base (DeiT-Ti/S/B)."}
     )
     image_size: int = field(default=32, metadata={"help": "Student input resolution (square)."})
     patch_size: int = field(default=4, metadata={"help": "Student patch size; image_size must be a multiple of it."})
@@ -78,6 +84,11 @@ class ModelConfig:
     num_hidden_layers: Optional[int] = field(default=None, metadata={"help": "Override the preset's depth."})
     num_attention_heads: Optional[int] = field(default=None, metadata={"help": "Override the preset's heads."})
     intermediate_size: Optional[int] = field(default=None, metadata={"help": "Override the preset's MLP width."})
+    distillation_token: bool = field(
+        default=True,
+        metadata={"help": "Student with a distillation token (DeiT); false: plain ViT, distilled on the class token."},
+    )
+    drop_path_rate: float = field(default=0.0, metadata={"help": "Stochastic depth of the student (DeiT: 0.1)."})
     image_mean: Optional[list[float]] = field(
         default=None, metadata={"help": "Student normalisation mean (default: ImageNet's, as in DeiT)."}
     )
@@ -97,6 +108,8 @@ class ModelConfig:
             raise ValueError(
                 f"image_size ({self.image_size}) must be a positive multiple of patch_size ({self.patch_size})."
             )
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}.")
         for name in ("image_mean", "image_std"):
             value = getattr(self, name)
             if value is not None and len(value) != 3:
@@ -127,6 +140,20 @@ class DistillationConfig(TrainingArguments):
             "images) or 'elementwise_mean' (the official code: mean over images and classes)."
         },
     )
+    mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup alpha (DeiT: 0.8); 0 disables Mixup."})
+    cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix alpha (DeiT: 1.0); 0 disables CutMix."})
+    mixup_prob: float = field(default=1.0, metadata={"help": "Probability of mixing a batch."})
+    mixup_switch_prob: float = field(default=0.5, metadata={"help": "Probability of CutMix instead of Mixup when both are on."})
+    repeated_augmentation: int = field(
+        default=1, metadata={"help": "Repeats of each image per epoch on different processes (DeiT: 3); 1: off."}
+    )
+    ema_decay: Optional[float] = field(
+        default=None, metadata={"help": "EMA of the student weights, saved in ema/ (DeiT: 0.99996); unset: off."}
+    )
+    base_learning_rate: Optional[float] = field(
+        default=None,
+        metadata={"help": "If set, learning_rate = base_learning_rate x global batch / 512 (DeiT: 5e-4)."},
+    )
     output_dir: Optional[str] = field(default="outputs/deit-student", metadata={"help": "Where to write the run."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep raw image columns for the transform."})
     label_names: Optional[list[str]] = field(default_factory=lambda: ["labels"], metadata={"help": "Label keys."})
@@ -136,7 +163,12 @@ class DistillationConfig(TrainingArguments):
         validate_distillation_settings(
             self.distillation_type, self.distillation_alpha, self.distillation_tau, self.distillation_kl_reduction
         )
+        if self.repeated_augmentation < 1:
+            raise ValueError(f"repeated_augmentation must be >= 1 (1 = off), got {self.repeated_augmentation}.")
         super().__post_init__()
+        if self.base_learning_rate is not None:
+            global_batch = self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps
+            self.learning_rate = self.base_learning_rate * global_batch / 512.0
 
 
 def validate_distillation_settings(distillation_type: str, alpha: float, tau: float, kl_reduction: str) -> None:
@@ -220,3 +252,24 @@ def parse_config(
     _reject_unknown_keys(cli_keys, known, "command-line flags")
     parser = HfArgumentParser(list(dataclass_types))
     return parser.parse_args_into_dataclasses(args=_yaml_to_argv(yaml_values) + argv)
+
+
+def config_keys_markdown() -> str:
+    """The README's table of configuration keys, generated from the dataclasses so it cannot drift."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    own_training_keys = {f.name for f in dataclasses.fields(DistillationConfig)} - {
+        f.name for f in dataclasses.fields(TrainingArguments)
+    }
+    groups = [
+        (ModelConfig, None),
+        (DataConfig, None),
+        (DistillationConfig, own_training_keys),
+    ]
+    for dataclass_type, only in groups:
+        for f in dataclasses.fields(dataclass_type):
+            if not f.init or (only is not None and f.name not in only):
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            help_text = f.metadata.get("help", "").replace("|", "\\|")
+            rows.append(f"| `{f.name}` | `{default}` | {help_text} |")
+    return "\n".join(rows)

@@ -17,6 +17,7 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Image, load_dataset
 from torchvision.transforms import v2
 
+from .augment import build_rand_augment, build_random_erasing
 from .config import DataConfig
 
 logger = logging.getLogger(__name__)
@@ -153,17 +154,23 @@ def processor_size(image_processor: Any) -> tuple[int, int]:
 
 
 def build_train_transform(image_processor: Any, config: DataConfig) -> Callable:
-    """Random crop with padding and horizontal flip at the processor's size/mean/std."""
+    """Per-image train augmentation at the processor's size/mean/std.
+
+    Crop with padding and flip (the CIFAR standard), then the DeiT recipe's RandAugment on the PIL
+    image and random erasing on the normalised tensor, each switched on by its config key.
+    """
     height, width = processor_size(image_processor)
-    steps: list[Any] = [v2.ToImage(), v2.Resize((height, width), antialias=True)]
+    mean, std = list(image_processor.image_mean), list(image_processor.image_std)
+    steps: list[Any] = [v2.Resize((height, width), antialias=True)]
     if config.random_crop_padding > 0:
         steps.append(v2.RandomCrop((height, width), padding=config.random_crop_padding, padding_mode="reflect"))
     if config.horizontal_flip:
         steps.append(v2.RandomHorizontalFlip())
-    steps += [
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=list(image_processor.image_mean), std=list(image_processor.image_std)),
-    ]
+    if config.rand_augment:
+        steps.append(build_rand_augment(config.rand_augment, min(height, width), mean))
+    steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=mean, std=std)]
+    if config.random_erasing > 0:
+        steps.append(build_random_erasing(config.random_erasing))
     return v2.Compose(steps)
 
 

@@ -7,14 +7,16 @@ path that users launch with ``accelerate launch``.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Optional, Sequence
 
 from transformers import set_seed
 
 from .config import DataConfig, DistillationConfig, ModelConfig, parse_config
+from .ema import EMA_FOLDER, EMACallback
 from .data import attach_transforms, collate_fn, load_image_classification_data
-from .metrics import distillation_compute_metrics
+from .metrics import make_compute_metrics
 from .modeling import build_student
 from .reporting import print_and_save_results
 from .teacher import load_teacher
@@ -28,6 +30,17 @@ RESULT_ROWS = (
     ("average (cls + distill)", "fused"),
     ("teacher", "teacher"),
 )
+
+
+def evaluate_weights(trainer: DistillationTrainer, state_dict: dict, metric_key_prefix: str) -> dict[str, float]:
+    """Evaluate other weights (the EMA) in the trainer's model, then put the live weights back."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    live = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    model.load_state_dict(state_dict)
+    try:
+        return trainer.evaluate(metric_key_prefix=metric_key_prefix)
+    finally:
+        model.load_state_dict(live)
 
 
 def run_distillation(
@@ -51,6 +64,7 @@ def run_distillation(
         )
     attach_transforms(data, processor, data_config)
 
+    ema = EMACallback(training_args.ema_decay, processor=processor) if training_args.ema_decay else None
     trainer = DistillationTrainer(
         model=student,
         args=training_args,
@@ -59,14 +73,19 @@ def run_distillation(
         eval_dataset=data.eval,
         data_collator=collate_fn,
         processing_class=processor,
-        compute_metrics=distillation_compute_metrics,
+        callbacks=[ema] if ema is not None else None,
     )
+    trainer.compute_metrics = make_compute_metrics(trainer.head_names)
     start = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - start
     trainer.save_model()
     trainer.save_state()  # trainer_state.json: the full log history (loss parts, eval metrics)  # student weights + config + image processor, stock-loadable
     metrics = trainer.evaluate()
+    if ema is not None:
+        if trainer.is_world_process_zero():
+            ema.save(os.path.join(training_args.output_dir, EMA_FOLDER))
+        metrics.update(evaluate_weights(trainer, ema.ema.module.state_dict(), metric_key_prefix="eval_ema"))
     metrics.update(
         train_runtime_s=round(train_seconds, 1),
         train_loss=train_result.training_loss,
@@ -78,9 +97,10 @@ def run_distillation(
     if trainer.is_world_process_zero():
         trainer.save_metrics("all", metrics)
         rows = [
-            (label, metrics.get(f"eval_{head}_top1"), metrics.get(f"eval_{head}_top5"))
+            (prefix_label + label, metrics.get(f"{prefix}_{head}_top1"), metrics.get(f"{prefix}_{head}_top5"))
+            for prefix, prefix_label in (("eval", ""), ("eval_ema", "EMA "))
             for label, head in RESULT_ROWS
-            if f"eval_{head}_top1" in metrics
+            if f"{prefix}_{head}_top1" in metrics and not (prefix == "eval_ema" and head == "teacher")
         ]
         print_and_save_results(
             rows,

@@ -47,6 +47,7 @@ def deit_distillation_loss(
     alpha: float = 0.5,
     tau: float = 1.0,
     kl_reduction: str = "batchmean",
+    label_smoothing: float = 0.0,
 ) -> DistillationLoss:
     validate_distillation_settings(distillation_type, alpha, tau, kl_reduction)
     if distill_logits is None:
@@ -55,10 +56,12 @@ def deit_distillation_loss(
         raise ValueError(
             f"Soft labels must have the logits' shape {tuple(cls_logits.shape)}, got {tuple(labels.shape)}."
         )
-    base_loss = F.cross_entropy(cls_logits, labels)
+    # Label smoothing applies to index labels; soft targets (Mixup) arrive already smoothed.
+    smoothing = 0.0 if labels.dtype.is_floating_point else label_smoothing
+    base_loss = F.cross_entropy(cls_logits, labels, label_smoothing=smoothing)
 
     if distillation_type == "none":
-        distillation_loss = F.cross_entropy(distill_logits, labels)
+        distillation_loss = F.cross_entropy(distill_logits, labels, label_smoothing=smoothing)
     else:
         if teacher_logits is None:
             raise ValueError(f"distillation_type={distillation_type!r} needs teacher_logits.")

@@ -57,13 +57,20 @@ def head_accuracies(head_logits, labels, metric=None):
     return results
 
 
-def distillation_compute_metrics(eval_prediction):
-    """Trainer ``compute_metrics`` for students: predictions are (fused, cls, distill[, teacher])."""
-    predictions = eval_prediction.predictions
-    if not isinstance(predictions, (tuple, list)):
-        predictions = (predictions,)
-    heads = dict(zip(("fused", "cls", "distill", "teacher"), predictions))
-    return head_accuracies(heads, eval_prediction.label_ids)
+def make_compute_metrics(head_names=("fused", "cls", "distill", "teacher")):
+    """Trainer ``compute_metrics`` for students whose predictions are one logits array per head, in
+    ``head_names`` order (``DistillationTrainer.prediction_step`` returns them so)."""
+
+    def compute_metrics(eval_prediction):
+        predictions = eval_prediction.predictions
+        if not isinstance(predictions, (tuple, list)):
+            predictions = (predictions,)
+        return head_accuracies(dict(zip(head_names, predictions)), eval_prediction.label_ids)
+
+    return compute_metrics
+
+
+distillation_compute_metrics = make_compute_metrics()
 
 
 def classification_compute_metrics(eval_prediction):

@@ -11,7 +11,15 @@ from typing import Optional
 
 import torch
 
-from transformers import DeiTConfig, DeiTForImageClassificationWithTeacher, DeiTImageProcessor
+from timm.layers import DropPath, resample_abs_pos_embed
+from transformers import (
+    DeiTConfig,
+    DeiTForImageClassificationWithTeacher,
+    DeiTImageProcessor,
+    PreTrainedModel,
+    ViTConfig,
+    ViTForImageClassification,
+)
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 
 from .config import ModelConfig
@@ -26,7 +34,7 @@ STUDENT_PRESETS: dict[str, dict[str, int]] = {
 }
 
 
-def student_config(model_config: ModelConfig, id2label: dict[int, str]) -> DeiTConfig:
+def student_config(model_config: ModelConfig, id2label: dict[int, str]) -> DeiTConfig | ViTConfig:
     if model_config.student_preset not in STUDENT_PRESETS:
         raise ValueError(
             f"Unknown student_preset {model_config.student_preset!r}; choose one of {sorted(STUDENT_PRESETS)} "
@@ -42,7 +50,8 @@ def student_config(model_config: ModelConfig, id2label: dict[int, str]) -> DeiTC
             f"hidden_size ({shape['hidden_size']}) must be divisible by num_attention_heads "
             f"({shape['num_attention_heads']})."
         )
-    return DeiTConfig(
+    config_class = DeiTConfig if model_config.distillation_token else ViTConfig
+    return config_class(
         layer_norm_eps=1e-6,  # timm / official DeiT; transformers' 1e-12 amplifies gradients of near-constant tokens
         image_size=model_config.image_size,
         patch_size=model_config.patch_size,
@@ -75,7 +84,7 @@ def init_tokens_like_deit(model: torch.nn.Module, std: float = 0.02) -> None:
     distillation tokens (their heads cannot differ at step 0) and the first LayerNorm sees
     constant vectors, whose gradients explode (grad-norm ~5e4 at init on CIFAR students).
     """
-    embeddings = model.deit.embeddings
+    embeddings = model.base_model.embeddings
     with torch.no_grad():
         for name in ("cls_token", "distillation_token", "position_embeddings"):
             parameter = getattr(embeddings, name, None)
@@ -83,32 +92,95 @@ def init_tokens_like_deit(model: torch.nn.Module, std: float = 0.02) -> None:
                 torch.nn.init.trunc_normal_(parameter, std=std, a=-2 * std, b=2 * std)
 
 
+def student_class(model_config: ModelConfig) -> type[PreTrainedModel]:
+    """With the distillation token: DeiT. Without: a plain ViT (transformers' DeiT backbone always
+    carries a distillation token, even under ``DeiTForImageClassification``; the paper's "usual
+    distillation" rows have none)."""
+    return DeiTForImageClassificationWithTeacher if model_config.distillation_token else ViTForImageClassification
+
+
+def _encoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
+    base = model.base_model
+    return base.layers if hasattr(base, "layers") else base.encoder.layer
+
+
+def apply_drop_path(model: PreTrainedModel, drop_path_rate: float) -> None:
+    """Stochastic depth with timm's linear rule (0 at the first block, ``rate`` at the last).
+
+    Each ``DeiTLayer`` passes both residual branches through its parameter-free ``dropout`` module
+    right before the residual sum, so chaining a ``DropPath`` there drops whole branches per sample
+    (exactly timm's ``x + drop_path(attn(norm(x)))``) and leaves the state dict, hence stock
+    loading of what we save, untouched. ``DropPath`` is the identity in eval mode.
+    """
+    if drop_path_rate <= 0:
+        return
+    layers = _encoder_layers(model)
+    for index, layer in enumerate(layers):
+        rate = drop_path_rate * index / max(len(layers) - 1, 1)
+        if rate > 0:
+            layer.dropout = torch.nn.Sequential(layer.dropout, DropPath(rate))
+
+
+def resize_position_embeddings(model: PreTrainedModel, image_size: int) -> None:
+    """Resample a pretrained student's position embeddings to a new resolution (bicubic, as timm).
+
+    The config's ``image_size`` is updated with them, so the fine-tuned model saves and reloads in
+    stock transformers at its new size without ``interpolate_pos_encoding``.
+    """
+    embeddings = model.base_model.embeddings
+    patch = model.config.patch_size
+    old_grid = model.config.image_size // patch
+    new_grid = image_size // patch
+    if new_grid == old_grid:
+        return
+    prefix = 2 if getattr(embeddings, "distillation_token", None) is not None else 1
+    with torch.no_grad():
+        resized = resample_abs_pos_embed(
+            embeddings.position_embeddings.data, [new_grid, new_grid], [old_grid, old_grid], num_prefix_tokens=prefix
+        )
+    embeddings.position_embeddings = torch.nn.Parameter(resized)
+    model.config.image_size = image_size
+    embeddings.image_size = (image_size, image_size)
+    patch_embeddings = embeddings.patch_embeddings
+    patch_embeddings.image_size = (image_size, image_size)
+    patch_embeddings.num_patches = new_grid * new_grid
+
+
 def build_student(
     model_config: ModelConfig, id2label: dict[int, str]
-) -> tuple[DeiTForImageClassificationWithTeacher, DeiTImageProcessor]:
-    """A new student from a preset, or a checkpoint re-headed for this dataset's labels."""
+) -> tuple[PreTrainedModel, DeiTImageProcessor]:
+    """A new student from a preset, or a checkpoint re-headed for this dataset's labels and resized
+    to ``image_size``; drop-path applied to either."""
+    model_class = student_class(model_config)
     if model_config.student_model_name_or_path is None:
         config = student_config(model_config, id2label)
-        model = DeiTForImageClassificationWithTeacher(config)
+        model = model_class(config)
         init_tokens_like_deit(model)
+        apply_drop_path(model, model_config.drop_path_rate)
         return model, student_image_processor(model_config)
 
     path = model_config.student_model_name_or_path
-    label2id = {v: int(k) for k, v in id2label.items()}
-    model = DeiTForImageClassificationWithTeacher.from_pretrained(
+    model = model_class.from_pretrained(
         path,
         num_labels=len(id2label),
         id2label={int(k): v for k, v in id2label.items()},
-        label2id=label2id,
+        label2id={v: int(k) for k, v in id2label.items()},
         ignore_mismatched_sizes=True,
         use_safetensors=True,
         trust_remote_code=model_config.trust_remote_code,
     )
-    processor: Optional[DeiTImageProcessor]
-    try:
-        processor = DeiTImageProcessor.from_pretrained(path)
+    if model_config.image_size % model.config.patch_size:
+        raise ValueError(
+            f"image_size {model_config.image_size} is not a multiple of the checkpoint's patch size "
+            f"{model.config.patch_size}."
+        )
+    resize_position_embeddings(model, model_config.image_size)
+    apply_drop_path(model, model_config.drop_path_rate)
+    processor = student_image_processor(model_config)
+    try:  # keep the checkpoint's normalisation unless the config sets one
+        pretrained = DeiTImageProcessor.from_pretrained(path)
+        if model_config.image_mean is None and model_config.image_std is None:
+            processor.image_mean, processor.image_std = list(pretrained.image_mean), list(pretrained.image_std)
     except OSError:
-        processor = None
-    if processor is None or model_config.image_size != model.config.image_size:
-        processor = student_image_processor(model_config)
+        pass
     return model, processor

@@ -16,8 +16,10 @@ import torch
 from torch import nn
 from transformers import Trainer
 
+from .augment import apply_mixup, build_mixup
 from .config import DistillationConfig
 from .losses import deit_distillation_loss
+from .sampler import RepeatedAugmentationSampler
 from .teacher import TeacherWrapper
 
 
@@ -42,12 +44,30 @@ class DistillationTrainer(Trainer):
         self.teacher = (
             self.accelerator.prepare_model(teacher_model, evaluation_mode=True) if teacher_model is not None else None
         )
+        num_labels = self.accelerator.unwrap_model(self.model).config.num_labels
+        self.mixup = build_mixup(
+            args.mixup_alpha,
+            args.cutmix_alpha,
+            args.mixup_prob,
+            args.mixup_switch_prob,
+            args.label_smoothing_factor,
+            num_labels,
+        )
         self._loss_part_sums: dict[str, torch.Tensor] = {}
         self._loss_part_count = 0
+
+    @property
+    def head_names(self) -> tuple[str, ...]:
+        """Order of the logits ``prediction_step`` returns: ``compute_metrics`` names them so."""
+        student = self.accelerator.unwrap_model(self.model)
+        heads = ("fused", "cls", "distill") if hasattr(student, "distillation_classifier") else ("cls",)
+        return heads + (("teacher",) if self.teacher is not None else ())
 
     def _forward(self, model: nn.Module, inputs: dict[str, torch.Tensor]):
         pixel_values = inputs["pixel_values"]
         labels = inputs["labels"]
+        if model.training and self.mixup is not None:
+            pixel_values, labels = apply_mixup(self.mixup, pixel_values, labels)
         outputs = model(pixel_values=pixel_values)
         cls_logits = getattr(outputs, "cls_logits", None)
         if cls_logits is None:  # a plain DeiTForImageClassification student ("usual distillation")
@@ -63,8 +83,9 @@ class DistillationTrainer(Trainer):
             alpha=self.args.distillation_alpha,
             tau=self.args.distillation_tau,
             kl_reduction=self.args.distillation_kl_reduction,
+            label_smoothing=self.args.label_smoothing_factor if model.training else 0.0,
         )
-        heads = (outputs.logits, cls_logits, distill_logits if distill_logits is not None else cls_logits)
+        heads = (outputs.logits, cls_logits, distill_logits) if distill_logits is not None else (cls_logits,)
         return parts, heads, teacher_logits
 
     def compute_loss(
@@ -98,6 +119,24 @@ class DistillationTrainer(Trainer):
         if teacher_logits is not None:
             logits = logits + (teacher_logits.detach(),)
         return loss, logits, inputs["labels"]
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.args.repeated_augmentation <= 1:
+            return super()._get_train_sampler(train_dataset)
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return RepeatedAugmentationSampler(
+            len(dataset),
+            num_repeats=self.args.repeated_augmentation,
+            num_processes=self.args.world_size,
+            per_process_batch_size=self.args.per_device_train_batch_size,
+            seed=self.args.seed,
+        )
+
+    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
+        """No weight decay on norms and biases (the Trainer's rule) nor on the class/distillation
+        tokens and position embeddings (timm's ``no_weight_decay``), as in the DeiT recipe."""
+        no_decay = ("cls_token", "distillation_token", "position_embeddings", "mask_token")
+        return [name for name in super().get_decay_parameter_names(model) if not name.endswith(no_decay)]
 
     def _accumulate_loss_parts(self, base_loss: torch.Tensor, distillation_loss: torch.Tensor) -> None:
         # Summed on the device and read at logging time only: no host sync per step.

@@ -9,13 +9,15 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from transformers import set_seed
 
 from .config import DataConfig, DistillationConfig, ModelConfig, parse_config
 from .ema import EMA_FOLDER, EMACallback
-from .data import attach_transforms, collate_fn, load_image_classification_data
+from .hub import push_folder, save_run_config, write_model_card
+from .data import ImageClassificationData, attach_transforms, collate_fn, load_image_classification_data
 from .metrics import make_compute_metrics
 from .modeling import build_student
 from .reporting import print_and_save_results
@@ -43,9 +45,17 @@ def evaluate_weights(trainer: DistillationTrainer, state_dict: dict, metric_key_
         model.load_state_dict(live)
 
 
-def run_distillation(
+@dataclass
+class DistillationRun:
+    trainer: DistillationTrainer
+    data: ImageClassificationData
+    ema: Optional[EMACallback]
+
+
+def build_distillation_run(
     model_config: ModelConfig, data_config: DataConfig, training_args: DistillationConfig
-) -> dict[str, float]:
+) -> DistillationRun:
+    """Everything up to ``trainer.train()``: data, student, teacher, trainer (and EMA callback)."""
     if training_args.distillation_type != "none" and not model_config.teacher_model_name_or_path:
         raise ValueError(
             f"distillation_type={training_args.distillation_type!r} needs a teacher: set teacher_model_name_or_path "
@@ -76,11 +86,22 @@ def run_distillation(
         callbacks=[ema] if ema is not None else None,
     )
     trainer.compute_metrics = make_compute_metrics(trainer.head_names)
+    return DistillationRun(trainer, data, ema)
+
+
+def run_distillation(
+    model_config: ModelConfig, data_config: DataConfig, training_args: DistillationConfig
+) -> dict[str, float]:
+    # hf_deit.hub publishes at the end: the Trainer's own push would also upload training_args.bin (it may hold
+    # the token), checkpoints and a generic card.
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    run = build_distillation_run(model_config, data_config, training_args)
+    trainer, data, ema, student = run.trainer, run.data, run.ema, run.trainer.model
     start = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - start
-    trainer.save_model()
-    trainer.save_state()  # trainer_state.json: the full log history (loss parts, eval metrics)  # student weights + config + image processor, stock-loadable
+    trainer.save_model()  # student weights + config + image processor, stock-loadable
+    trainer.save_state()  # trainer_state.json: the full log history (loss parts, eval metrics)
     metrics = trainer.evaluate()
     if ema is not None:
         if trainer.is_world_process_zero():
@@ -96,6 +117,7 @@ def run_distillation(
     )
     if trainer.is_world_process_zero():
         trainer.save_metrics("all", metrics)
+        save_run_config(training_args.output_dir, model_config, data_config, training_args)  # the card's recipe
         rows = [
             (prefix_label + label, metrics.get(f"{prefix}_{head}_top1"), metrics.get(f"{prefix}_{head}_top5"))
             for prefix, prefix_label in (("eval", ""), ("eval_ema", "EMA "))
@@ -108,6 +130,11 @@ def run_distillation(
             training_args.output_dir,
             title=f"Evaluation ({training_args.distillation_type} distillation, {len(data.eval)} images)",
         )
+        if push_to_hub:
+            repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
+            write_model_card(training_args.output_dir, repo_id=repo_id)
+            push_folder(training_args.output_dir, repo_id, private=bool(training_args.hub_private_repo),
+                        token=training_args.hub_token)
     return metrics
 
 

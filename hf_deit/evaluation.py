@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from .config import DataConfig
 from .data import collate_fn, load_image_classification_data, make_eval_transform, processor_size
+from .hub import describe_dataset, is_local
 from .loading import default_device, load_student
 from .metrics import TopKAccuracy, head_accuracies
 from .reporting import results_table
@@ -48,7 +49,7 @@ HEAD_ROWS = (
 
 @dataclass
 class EvaluationArguments:
-    """What to evaluate, on what, and where to write the report (``scripts/evaluate.py`` flags)."""
+    """What to evaluate, on what, and where to write the report (``scripts/evaluate_student.py`` flags)."""
 
     student: str = field(metadata={"help": "Student folder or Hub id (a DeiTForImageClassificationWithTeacher)."})
     dataset_name: str = field(
@@ -145,9 +146,13 @@ def _predict(model, teacher, loader, permutation, device) -> dict[str, np.ndarra
         for batch in loader:
             pixel_values = batch["pixel_values"].to(device)
             outputs = model(pixel_values=pixel_values)
-            heads["cls"].append(outputs.cls_logits.index_select(-1, index).float().cpu())
-            heads["distill"].append(outputs.distillation_logits.index_select(-1, index).float().cpu())
-            heads["fused"].append(outputs.logits.index_select(-1, index).float().cpu())
+            distill = getattr(outputs, "distillation_logits", None)
+            if distill is None:  # a single-head student (plain ViT ablation): its logits are the class head
+                heads["cls"].append(outputs.logits.index_select(-1, index).float().cpu())
+            else:
+                heads["cls"].append(outputs.cls_logits.index_select(-1, index).float().cpu())
+                heads["distill"].append(distill.index_select(-1, index).float().cpu())
+                heads["fused"].append(outputs.logits.index_select(-1, index).float().cpu())
             if teacher is not None:
                 heads["teacher"].append(teacher(pixel_values).float().cpu())
             heads["labels"].append(batch["labels"])
@@ -164,7 +169,7 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
 def evaluate_student(args: EvaluationArguments) -> dict[str, Any]:
     """Run the whole evaluation and write ``eval_results.json``, ``eval_report.md`` and the confusion PNG."""
     device = torch.device(args.device) if args.device else default_device()
-    model, processor = load_student(args.student, device=device)
+    model, processor = load_student(args.student, device=device, require_distillation_token=False)
     data_config = DataConfig(
         dataset_name=args.dataset_name,
         dataset_config_name=args.dataset_config_name,
@@ -176,7 +181,15 @@ def evaluate_student(args: EvaluationArguments) -> dict[str, Any]:
     )
     data = load_image_classification_data(data_config)
     # Student logits re-ordered into the dataset's order, matched by name (a clear error if they differ).
-    permutation = label_permutation(model.config.id2label, data.label_names)
+    try:
+        permutation = label_permutation(model.config.id2label, data.label_names)
+    except ValueError:
+        student_names = [model.config.id2label[i] for i in sorted(model.config.id2label)]
+        raise ValueError(
+            f"The student's classes do not match those of {args.dataset_name!r}, so its accuracy there is "
+            f"undefined.\n  dataset ({len(data.label_names)}): {data.label_names}\n"
+            f"  student ({len(student_names)}): {student_names}"
+        ) from None
     teacher = None
     if args.teacher:
         teacher = load_teacher(args.teacher, data.label_names, processor).to(device)
@@ -189,14 +202,17 @@ def evaluate_student(args: EvaluationArguments) -> dict[str, Any]:
     labels = logits.pop("labels")
     metrics = head_accuracies(logits, labels, TopKAccuracy())
     predictions = {head: values.argmax(-1) for head, values in logits.items()}
-    metrics["cls_distill_agreement"] = float((predictions["cls"] == predictions["distill"]).mean())
+    student_head = "fused" if "fused" in predictions else "cls"  # what pipeline() predicts
+    if "distill" in predictions:
+        metrics["cls_distill_agreement"] = float((predictions["cls"] == predictions["distill"]).mean())
     if "teacher" in predictions:
-        metrics["student_teacher_agreement"] = float((predictions["fused"] == predictions["teacher"]).mean())
+        metrics["student_teacher_agreement"] = float((predictions[student_head] == predictions["teacher"]).mean())
 
     num_classes = len(data.label_names)
-    matrix = confusion_matrix(labels, predictions["fused"], num_classes)
+    matrix = confusion_matrix(labels, predictions[student_head], num_classes)
+    totals = matrix.sum(axis=1)
     per_class = {
-        name: {"accuracy": float(matrix[i, i] / matrix[i].sum()) if matrix[i].sum() else None, "images": int(matrix[i].sum())}
+        name: {"accuracy": float(matrix[i, i] / totals[i]) if totals[i] else None, "images": int(totals[i])}
         for i, name in enumerate(data.label_names)
     }
     os.makedirs(args.output_dir, exist_ok=True)
@@ -204,7 +220,7 @@ def evaluate_student(args: EvaluationArguments) -> dict[str, Any]:
         matrix,
         data.label_names,
         os.path.join(args.output_dir, CONFUSION_FILE),
-        title=f"{os.path.basename(args.student.rstrip('/'))} on {args.split} (fused head)",
+        title=f"{os.path.basename(args.student.rstrip('/'))} on {args.split} ({student_head} head)",
     )
 
     results: dict[str, Any] = {
@@ -212,11 +228,14 @@ def evaluate_student(args: EvaluationArguments) -> dict[str, Any]:
         "teacher": args.teacher,
         "dataset": args.dataset_name,
         "dataset_config": args.dataset_config_name,
+        "dataset_facts": describe_dataset(args.dataset_name),
+        "teacher_is_local": bool(args.teacher) and is_local(args.teacher),
         "split": args.split,
         "num_images": int(len(labels)),
         "metrics": metrics,
         "per_class_accuracy": per_class,
         "confusion_matrix": matrix.tolist(),
+        "confusion_matrix_head": student_head,
         "confusion_matrix_png": CONFUSION_FILE,
         "label_names": list(data.label_names),
         "eval_seconds": round(eval_seconds, 2),
@@ -247,11 +266,14 @@ def render_report(results: dict[str, Any]) -> str:
         "",
         results_table(rows),
         "",
-        f"- class head and distillation head agree on {100 * metrics['cls_distill_agreement']:.2f}% of the images",
     ]
+    if "cls_distill_agreement" in metrics:
+        agreement = 100 * metrics["cls_distill_agreement"]
+        lines.append(f"- class head and distillation head agree on {agreement:.2f}% of the images")
     if "student_teacher_agreement" in metrics:
-        lines.append(f"- student (fused) and teacher top-1 agree on {100 * metrics['student_teacher_agreement']:.2f}%")
-    lines += ["", "## Per-class accuracy (fused head)", "", "| class | accuracy (%) | images |", "|---|---:|---:|"]
+        lines.append(f"- student and teacher top-1 agree on {100 * metrics['student_teacher_agreement']:.2f}%")
+    head = results.get("confusion_matrix_head", "fused")
+    lines += ["", f"## Per-class accuracy ({head} head)", "", "| class | accuracy (%) | images |", "|---|---:|---:|"]
     for name, entry in results["per_class_accuracy"].items():
         accuracy = "-" if entry["accuracy"] is None else f"{100 * entry['accuracy']:.2f}"
         lines.append(f"| {name} | {accuracy} | {entry['images']} |")
@@ -261,8 +283,8 @@ def render_report(results: dict[str, Any]) -> str:
         lines += [
             "## Inference speed",
             "",
-            f"On {speed['device']}, {speed['dtype']}, torch {speed['torch']}, {speed['attn_implementation']} attention, "
-            "random inputs after a warm-up:",
+            f"On {speed['device']}, {speed['dtype']}, torch {speed['torch']}, "
+            f"{speed['attn_implementation']} attention, random inputs after a warm-up:",
             "",
             f"- throughput at batch {speed['throughput_batch_size']}: {speed['throughput_images_per_s']:.1f} images/s",
             f"- latency at batch 1: {speed['latency_ms_batch_1']:.2f} ms per image",

@@ -52,14 +52,17 @@ ALLOW_PATTERNS = [
 IGNORE_PATTERNS = ["*/*", "checkpoint-*", "training_args*", "*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt"]
 
 # Recipe keys saved by save_run_config (an allow-list: hub_token and the like never reach disk).
+# Keys a config lacks are skipped, so the list may name options of any hf_deit version.
 RUN_CONFIG_KEYS = {
-    "model": ("student_model_name_or_path", "student_preset", "image_size", "patch_size", "teacher_model_name_or_path"),
+    "model": ("student_model_name_or_path", "student_preset", "image_size", "patch_size", "distillation_token",
+              "drop_path_rate", "teacher_model_name_or_path"),
     "data": ("dataset_name", "dataset_config_name", "train_split", "eval_split", "max_train_samples",
-             "max_eval_samples", "random_crop_padding", "horizontal_flip"),
+             "max_eval_samples", "random_crop_padding", "horizontal_flip", "rand_augment", "random_erasing"),
     "training": ("distillation_type", "distillation_alpha", "distillation_tau", "distillation_kl_reduction",
                  "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
-                 "learning_rate", "weight_decay", "warmup_steps", "warmup_ratio", "lr_scheduler_type",
-                 "max_grad_norm", "seed", "bf16", "fp16"),
+                 "learning_rate", "base_learning_rate", "weight_decay", "warmup_steps", "warmup_ratio",
+                 "lr_scheduler_type", "max_grad_norm", "mixup_alpha", "cutmix_alpha", "repeated_augmentation",
+                 "ema_decay", "seed", "bf16", "fp16"),
 }
 HEADS = (("average (cls + distill)", "fused"), ("class head", "cls"), ("distillation head", "distill"),
          ("teacher", "teacher"))
@@ -72,8 +75,15 @@ def save_run_config(output_dir: str, model_config: Any, data_config: Any, traini
     """Write the run's recipe (an allow-list of keys) as JSON next to the checkpoint, for the card."""
     recipe: dict[str, Any] = {}
     for group, source in (("model", model_config), ("data", data_config), ("training", training_args)):
-        recipe[group] = {key: _jsonable(getattr(source, key)) for key in RUN_CONFIG_KEYS[group] if hasattr(source, key)}
+        recipe[group] = {key: _jsonable(getattr(source, key)) for key in RUN_CONFIG_KEYS[group]
+                         if hasattr(source, key)}
     recipe["training"]["world_size"] = int(getattr(training_args, "world_size", 1) or 1)
+    dataset = recipe["data"].get("dataset_name")
+    if dataset:
+        recipe["data"]["dataset_facts"] = describe_dataset(dataset)
+    recipe["model"]["local_paths"] = [name for name in (getattr(model_config, "teacher_model_name_or_path", None),
+                                                        getattr(model_config, "student_model_name_or_path", None))
+                                      if name and is_local(name)]
     path = os.path.join(output_dir, RUN_CONFIG_FILE)
     os.makedirs(output_dir, exist_ok=True)
     with open(path, "w") as handle:
@@ -109,11 +119,22 @@ def _local_dataset_readme(dataset: Optional[str]) -> str:
     return readme.read_text(encoding="utf-8", errors="replace") if readme.is_file() else ""
 
 
-def _pretty_dataset_name(dataset: str) -> str:
-    match = re.search(r"^pretty_name:\s*(.+)$", _local_dataset_readme(dataset), flags=re.MULTILINE)
-    if match:
-        return match.group(1).strip().strip("'\"")
-    return os.path.basename(dataset.rstrip("/")) if is_local(dataset) else dataset
+def describe_dataset(dataset: str) -> dict[str, Any]:
+    """What the card needs to know about a dataset, read while its local copy is at hand.
+
+    Saved with the run's recipe (and the evaluation), because a relative local path such as
+    ``data/cifar10-sample`` means nothing once the card is written from another directory.
+    """
+    readme = _local_dataset_readme(dataset)
+    match = re.search(r"^pretty_name:\s*(.+)$", readme, flags=re.MULTILINE)
+    local = is_local(dataset)
+    return {
+        "is_local": local,
+        "pretty_name": match.group(1).strip().strip("'\"") if match else (
+            os.path.basename(dataset.rstrip("/")) if local else dataset),
+        "lossy_jpeg": "jpeg" in readme.lower(),
+        "jpeg_quality_75": bool(re.search(r"quality\W*75|q75", readme.lower())),
+    }
 
 
 def _count_parameters(folder: Path) -> Optional[int]:
@@ -144,9 +165,20 @@ class StudentSummary:
     teacher: Optional[str]
     base_model: Optional[str]
     recipe: dict[str, Any] = field(default_factory=dict)
+    dataset_facts: dict[str, dict[str, Any]] = field(default_factory=dict)  # by name, saved at run time
+    local_paths: set[str] = field(default_factory=set)  # teacher / base model names that were local folders
     trainer_state: dict[str, Any] = field(default_factory=dict)
     all_results: dict[str, Any] = field(default_factory=dict)
     parameters: Optional[int] = None
+
+    def facts(self, dataset: Optional[str]) -> dict[str, Any]:
+        """Facts saved when the dataset was at hand, else read now."""
+        if not dataset:
+            return {"is_local": False, "pretty_name": "", "lossy_jpeg": False}
+        return self.dataset_facts.get(dataset) or describe_dataset(dataset)
+
+    def is_local(self, name: str) -> bool:
+        return name in self.local_paths or is_local(name)
 
 
 def summarise_folder(folder: str | os.PathLike) -> StudentSummary:
@@ -156,12 +188,18 @@ def summarise_folder(folder: str | os.PathLike) -> StudentSummary:
     if not config:
         raise FileNotFoundError(f"{folder} has no config.json: is it a student folder written by scripts/distill.py?")
     recipe = _read_json(folder, RUN_CONFIG_FILE)
+    local_paths = set(recipe.get("model", {}).get("local_paths", []))
+    facts = {}
+    if recipe.get("data", {}).get("dataset_facts"):
+        facts[recipe["data"]["dataset_name"]] = recipe["data"]["dataset_facts"]
     all_results = _read_json(folder, "all_results.json") or _read_json(folder, "results.json")
     evaluation = _read_json(folder, "eval_results.json")
-    if evaluation.get("metrics"):  # a full evaluation (scripts/evaluate.py) beats the end-of-training one
+    if evaluation.get("metrics"):  # a full evaluation (scripts/evaluate_student.py) beats the end-of-training one
         metrics = {k: float(v) for k, v in evaluation["metrics"].items() if k.endswith(("_top1", "_top5"))}
         split, num_images = evaluation.get("split"), evaluation.get("num_images")
         eval_dataset, teacher = evaluation.get("dataset"), evaluation.get("teacher")
+        if evaluation.get("teacher_is_local"):
+            local_paths.add(teacher)
     else:
         metrics = {k[len("eval_"):]: float(v) for k, v in all_results.items()
                    if k.startswith("eval_") and k.endswith(("_top1", "_top5"))}
@@ -178,6 +216,9 @@ def summarise_folder(folder: str | os.PathLike) -> StudentSummary:
         teacher=teacher or None,
         base_model=recipe.get("model", {}).get("student_model_name_or_path"),
         recipe=recipe,
+        dataset_facts={**({evaluation["dataset"]: evaluation["dataset_facts"]}
+                          if evaluation.get("dataset_facts") else {}), **facts},
+        local_paths=local_paths,
         trainer_state=_read_json(folder, "trainer_state.json"),
         all_results=all_results,
         parameters=_count_parameters(folder) or all_results.get("student_parameters"),
@@ -188,15 +229,25 @@ def _pct(value: Optional[float]) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
+def _architecture(config: dict[str, Any]) -> str:
+    return (config.get("architectures") or ["DeiTForImageClassificationWithTeacher"])[0]
+
+
+def _two_heads(config: dict[str, Any]) -> bool:
+    """A DeiT student (class + distillation heads), not a plain-ViT ablation."""
+    return _architecture(config) == "DeiTForImageClassificationWithTeacher"
+
+
 def _recipe_lines(summary: StudentSummary) -> list[str]:
     config, recipe, results = summary.config, summary.recipe, summary.all_results
     training, data = recipe.get("training", {}), recipe.get("data", {})
     state = summary.trainer_state
+    tokens = "a class token and a distillation token" if _two_heads(config) else "a class token (no distillation token)"
+    side, patch = config.get("image_size"), config.get("patch_size")
     lines = [
-        f"- **Student**: `DeiTForImageClassificationWithTeacher`, {config.get('num_hidden_layers')} layers, "
-        f"width {config.get('hidden_size')}, {config.get('num_attention_heads')} heads, MLP {config.get('intermediate_size')}, "
-        f"{config.get('image_size')}x{config.get('image_size')} inputs in {config.get('patch_size')}x{config.get('patch_size')} "
-        f"patches, a class token and a distillation token"
+        f"- **Student**: `{_architecture(config)}`, {config.get('num_hidden_layers')} layers, "
+        f"width {config.get('hidden_size')}, {config.get('num_attention_heads')} heads, "
+        f"MLP {config.get('intermediate_size')}, {side}x{side} inputs in {patch}x{patch} patches, {tokens}"
         + (f", {summary.parameters / 1e6:.2f} M parameters" if summary.parameters else "") + ".",
     ]
     if summary.base_model:
@@ -220,14 +271,28 @@ def _recipe_lines(summary: StudentSummary) -> list[str]:
             "random crops (padding {}) and horizontal flips".format(data["random_crop_padding"])
             if data.get("random_crop_padding") and data.get("horizontal_flip") else None,
         ) if part) + ".")
+    model = recipe.get("model", {})
+    extras = [f"RandAugment `{data['rand_augment']}`" if data.get("rand_augment") else None,
+              f"random erasing {data['random_erasing']}" if data.get("random_erasing") else None,
+              f"Mixup {training['mixup_alpha']}" if training.get("mixup_alpha") else None,
+              f"CutMix {training['cutmix_alpha']}" if training.get("cutmix_alpha") else None,
+              f"repeated augmentation x{training['repeated_augmentation']}"
+              if (training.get("repeated_augmentation") or 0) > 1 else None,
+              f"drop path {model['drop_path_rate']}" if model.get("drop_path_rate") else None,
+              f"EMA of the weights (decay {training['ema_decay']}, saved apart, not this checkpoint)"
+              if training.get("ema_decay") else None]
+    extras = [extra for extra in extras if extra]
+    if extras:
+        lines.append("- **Regularisation**: " + ", ".join(extras) + ".")
     epochs = training.get("num_train_epochs", state.get("num_train_epochs"))
     batch = training.get("per_device_train_batch_size", state.get("train_batch_size"))
+    world = training.get("world_size", 1)
+    devices = f" x {world} devices" if world > 1 else ""
     rates = [entry["learning_rate"] for entry in state.get("log_history", []) if "learning_rate" in entry]
     peak_lr = training.get("learning_rate", max(rates) if rates else None)
     parts = [f"{epochs:g} epoch{'' if epochs == 1 else 's'}" if epochs is not None else None,
              f"{state['global_step']} steps" if state.get("global_step") else None,
-             f"batch {batch} per device" + (f" x {training['world_size']} devices" if training.get("world_size", 1) > 1 else "")
-             if batch is not None else None,
+             f"batch {batch} per device" + devices if batch is not None else None,
              f"peak learning rate {peak_lr:g}" if peak_lr is not None else None,
              f"{training['lr_scheduler_type']} schedule" if training.get("lr_scheduler_type") else None,
              f"weight decay {training['weight_decay']}" if "weight_decay" in training else None,
@@ -242,7 +307,8 @@ def _results_table(summary: StudentSummary) -> str:
     rows = ["| head | top-1 (%) | top-5 (%) |", "|---|---:|---:|"]
     for name, head in HEADS:
         if f"{head}_top1" in summary.metrics:
-            rows.append(f"| {name} | {_pct(summary.metrics.get(f'{head}_top1'))} | {_pct(summary.metrics.get(f'{head}_top5'))} |")
+            top1, top5 = summary.metrics.get(f"{head}_top1"), summary.metrics.get(f"{head}_top5")
+            rows.append(f"| {name} | {_pct(top1)} | {_pct(top5)} |")
     return "\n".join(rows)
 
 
@@ -256,18 +322,19 @@ def _limitations(summary: StudentSummary) -> list[str]:
         "(as in the training data) work best.",
     ]
     for role, dataset in (("trained", summary.train_dataset), ("evaluated", summary.eval_dataset)):
-        readme = _local_dataset_readme(dataset).lower()
-        if "jpeg" in readme:
-            quality = " (quality 75)" if re.search(r"quality\W*75|q75", readme) else ""
+        facts = summary.facts(dataset)
+        if facts.get("lossy_jpeg"):
+            quality = " (quality 75)" if facts.get("jpeg_quality_75") else ""
             lines.append(
                 f"- It was {role} on a local copy (`{dataset}`) whose images are stored as lossy JPEG{quality}. "
                 "When that copy is CIFAR-10, accuracy is **not comparable** with results published on the "
                 "original, lossless CIFAR-10."
             )
-    top1, n = summary.metrics.get("fused_top1"), summary.num_images
+    head = "fused" if "fused_top1" in summary.metrics else "cls"
+    top1, n = summary.metrics.get(f"{head}_top1"), summary.num_images
     if top1 is not None and n:
         half_width = 1.96 * math.sqrt(max(top1 * (1 - top1), 1e-12) / n)
-        lines.append(f"- Accuracies come from {n} images: the fused top-1 has a 95% interval of about "
+        lines.append(f"- Accuracies come from {n} images: the {head} top-1 has a 95% interval of about "
                      f"+/- {100 * half_width:.1f} points.")
     lines.append("- A research artefact: not evaluated for fairness, robustness or any safety-critical use.")
     return lines
@@ -291,9 +358,11 @@ def build_model_card(
     summary.teacher = teacher or summary.teacher
     summary.base_model = base_model or summary.base_model
     model_name = (repo_id or folder.resolve().name).split("/")[-1]
-    hub_ids = [name for name in (summary.train_dataset, summary.eval_dataset) if name and not is_local(name)]
+    hub_ids = [name for name in (summary.train_dataset, summary.eval_dataset)
+               if name and not summary.facts(name)["is_local"]]
     dataset_hub_id = dataset_id or (hub_ids[0] if hub_ids else None)
-    evaluated_on = summary.eval_dataset or summary.train_dataset
+    # End-of-training results come from the training dataset's evaluation split.
+    evaluated_on = summary.eval_dataset or summary.train_dataset or dataset_id
 
     eval_results = []
     if evaluated_on:
@@ -302,15 +371,16 @@ def build_model_card(
                 eval_results.append(EvalResult(
                     task_type="image-classification",
                     task_name="Image Classification",
-                    dataset_type=os.path.basename(evaluated_on.rstrip("/")) if is_local(evaluated_on) else evaluated_on,
-                    dataset_name=_pretty_dataset_name(evaluated_on),
+                    dataset_type=os.path.basename(evaluated_on.rstrip("/")) if summary.facts(evaluated_on)["is_local"]
+                    else evaluated_on,
+                    dataset_name=summary.facts(evaluated_on)["pretty_name"],
                     dataset_split=summary.split,
                     metric_type="accuracy",
                     metric_name=metric_name,
                     metric_value=round(summary.metrics[f"{head}_top1"], 4),
                 ))
     extra: dict[str, Any] = {}
-    if summary.teacher and not is_local(summary.teacher):
+    if summary.teacher and not summary.is_local(summary.teacher):
         extra["teacher"] = summary.teacher  # no standard key; recorded for readers and search
     card_data = ModelCardData(
         library_name="transformers",
@@ -318,7 +388,7 @@ def build_model_card(
         license=license,
         tags=["deit", "distillation", "image-classification", "vision"],
         datasets=[dataset_hub_id] if dataset_hub_id else None,
-        base_model=summary.base_model if summary.base_model and not is_local(summary.base_model) else None,
+        base_model=summary.base_model if summary.base_model and not summary.is_local(summary.base_model) else None,
         metrics=["accuracy"],
         model_name=model_name,
         eval_results=eval_results or None,
@@ -327,14 +397,16 @@ def build_model_card(
     reference = repo_id or str(folder)
     split = f" split `{summary.split}`" if summary.split else ""
     images = f", {summary.num_images} images" if summary.num_images else ""
-    plots = [f"![{alt}]({name})" for name, alt in (("confusion_matrix.png", "confusion matrix of the fused head"),
+    two_heads = _two_heads(summary.config)
+    architecture = _architecture(summary.config)
+    plots = [f"![{alt}]({name})" for name, alt in (("confusion_matrix.png", "confusion matrix"),
                                                    (CURVES_FILE, "training loss")) if (folder / name).is_file()]
     body = "\n".join([
         f"# {model_name}",
         "",
         "A data-efficient image transformer (DeiT) student trained by **distillation through attention** "
         "([Touvron et al., 2021](https://arxiv.org/abs/2012.12877)) with hf-deit: "
-        "a stock `DeiTForImageClassificationWithTeacher`, so "
+        f"a stock `{architecture}`, so "
         "`transformers` loads it with no extra code.",
         "",
         "## Training recipe",
@@ -347,9 +419,8 @@ def build_model_card(
         "",
         _results_table(summary) if summary.metrics else "No evaluation results were found in the folder.",
         "",
-        "The class head reads the class token, the distillation head the distillation token; the model's `logits` "
-        "(what pipelines use) are their average.",
-        "",
+        *(["The class head reads the class token, the distillation head the distillation token; the model's "
+           "`logits` (what pipelines use) are their average.", ""] if two_heads else []),
         *([*plots, ""] if plots else []),
         "## Usage",
         "",
@@ -357,9 +428,20 @@ def build_model_card(
         "from transformers import pipeline",
         "",
         f'classifier = pipeline("image-classification", model="{reference}")',
-        'classifier("my_image.png")  # [{"label": ..., "score": ...}, ...] from the fused prediction',
+        'classifier("my_image.png")  # [{"label": ..., "score": ...}, ...]',
         "```",
         "",
+        *(_heads_snippet(reference) if two_heads else []),
+        "## Limitations",
+        "",
+        *_limitations(summary),
+        "",
+    ])
+    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
+
+
+def _heads_snippet(reference: str) -> list[str]:
+    return [
         "Each head on its own:",
         "",
         "```python",
@@ -375,12 +457,7 @@ def build_model_card(
         "print(outputs.cls_logits, outputs.distillation_logits, outputs.logits)",
         "```",
         "",
-        "## Limitations",
-        "",
-        *_limitations(summary),
-        "",
-    ])
-    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
+    ]
 
 
 def write_model_card(folder: str | os.PathLike, **card_kwargs: Any) -> Path:
@@ -444,6 +521,50 @@ def push_folder(
     return plan
 
 
+SPACE_PATTERNS = ["app.py", "requirements.txt", "README.md", "examples/*.png"]
+
+
+def space_plan(space_dir: Optional[str | os.PathLike] = None) -> list[tuple[str, int]]:
+    """(path in the Space, size) of the demo files and the ``hf_deit`` modules it imports."""
+    space_dir = Path(space_dir) if space_dir else Path(__file__).resolve().parents[1] / "space"
+    if not (space_dir / "app.py").is_file():
+        raise FileNotFoundError(f"No demo at {space_dir}: run from a checkout of hf-deit (it has space/app.py).")
+    files = sorted(path.relative_to(space_dir).as_posix() for path in space_dir.glob("**/*") if path.is_file())
+    chosen = filter_repo_objects(files, allow_patterns=SPACE_PATTERNS)
+    plan = [(name, (space_dir / name).stat().st_size) for name in chosen]
+    package = Path(__file__).resolve().parent
+    plan += [(f"hf_deit/{path.name}", path.stat().st_size) for path in sorted(package.glob("*.py"))]
+    return plan
+
+
+def push_space(
+    space_id: str,
+    model_id: str,
+    private: bool = False,
+    token: Optional[str] = None,
+    dry_run: bool = False,
+    space_dir: Optional[str | os.PathLike] = None,
+) -> list[tuple[str, int]]:
+    """Create or update a Gradio Space running ``space/app.py`` on ``model_id`` (its MODEL_ID variable).
+
+    The ``hf_deit`` package is uploaded next to ``app.py`` (the Space installs only
+    ``space/requirements.txt``; app.py imports ``hf_deit`` from its own folder).
+    """
+    space_dir = Path(space_dir) if space_dir else Path(__file__).resolve().parents[1] / "space"
+    plan = space_plan(space_dir)
+    if dry_run:
+        return plan
+    api = HfApi(token=token)
+    api.create_repo(repo_id=space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+    api.add_space_variable(repo_id=space_id, key="MODEL_ID", value=model_id)
+    api.upload_folder(repo_id=space_id, repo_type="space", folder_path=str(space_dir),
+                      allow_patterns=list(SPACE_PATTERNS), commit_message="Demo app (hf-deit)")
+    api.upload_folder(repo_id=space_id, repo_type="space", folder_path=str(Path(__file__).resolve().parent),
+                      path_in_repo="hf_deit", allow_patterns=["*.py"], commit_message="hf_deit package (hf-deit)")
+    logger.info("Updated the Space https://huggingface.co/spaces/%s", space_id)
+    return plan
+
+
 def reported_accuracy(id_or_path: str) -> dict[str, Any]:
     """Accuracies a student reports about itself (folder files, else its card's model-index); {} if none.
 
@@ -482,11 +603,16 @@ class PushArguments:
     folder: str = field(metadata={"help": "Student folder written by scripts/distill.py."})
     repo_id: str = field(metadata={"help": "Hub repository, e.g. me/deit-tiny-cifar10."})
     private: bool = field(default=False, metadata={"help": "Create the repository as private."})
-    dry_run: bool = field(default=False, metadata={"help": "Write the card and list what would be uploaded; send nothing."})
+    dry_run: bool = field(
+        default=False, metadata={"help": "Write the card and list what would be uploaded; send nothing."}
+    )
     dataset_id: Optional[str] = field(default=None, metadata={"help": "Hub id of the training dataset, for the card."})
     teacher: Optional[str] = field(default=None, metadata={"help": "Teacher (Hub id or name), for the card."})
     base_model: Optional[str] = field(default=None, metadata={"help": "Checkpoint the student was fine-tuned from."})
     license: str = field(default="apache-2.0", metadata={"help": "License in the card's metadata."})
+    space_id: Optional[str] = field(
+        default=None, metadata={"help": "Also create/update this Gradio Space (space/app.py) showing repo_id."}
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> list[tuple[str, int]]:
@@ -503,4 +629,9 @@ def main(argv: Optional[Sequence[str]] = None) -> list[tuple[str, int]]:
         print(f"  {name:32s} {size:>12,d} bytes")
     if not args.dry_run:
         print(f"https://huggingface.co/{args.repo_id}")
+    if args.space_id:
+        space = push_space(args.space_id, args.repo_id, private=args.private, dry_run=args.dry_run)
+        print(f"{verb} {len(space)} files to the Space {args.space_id} (MODEL_ID={args.repo_id}):")
+        for name, size in space:
+            print(f"  {name:32s} {size:>12,d} bytes")
     return plan

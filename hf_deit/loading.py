@@ -2,8 +2,9 @@
 
 Students are stock ``DeiTForImageClassificationWithTeacher`` checkpoints, so this is a thin,
 safe wrapper around ``from_pretrained``: weights from safetensors only (a pickled
-``pytorch_model.bin`` can run arbitrary code when unpickled) and never remote code. It refuses
-checkpoints without a distillation head instead of silently initialising one at random.
+``pytorch_model.bin`` can run arbitrary code when unpickled) and never remote code. By default it
+refuses checkpoints without a distillation head (rather than use a model that lacks what the caller
+wants to show); ``require_distillation_token=False`` accepts the plain-ViT students of ablations.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ from __future__ import annotations
 from typing import Any, Optional, Union
 
 import torch
-from transformers import AutoImageProcessor, AutoModelForImageClassification, DeiTForImageClassificationWithTeacher
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    DeiTForImageClassificationWithTeacher,
+    PreTrainedModel,
+)
 
 
 def default_device() -> torch.device:
@@ -27,7 +33,8 @@ def load_student(
     id_or_path: str,
     device: Optional[Union[str, torch.device]] = None,
     attn_implementation: Optional[str] = None,
-) -> tuple[DeiTForImageClassificationWithTeacher, Any]:
+    require_distillation_token: bool = True,
+) -> tuple[PreTrainedModel, Any]:
     """``(model, image_processor)`` of a student folder or Hub id, in eval mode on ``device``.
 
     ``attn_implementation="eager"`` is needed to read attention maps (``output_attentions=True``):
@@ -45,7 +52,7 @@ def load_student(
             "Pass a folder written by scripts/distill.py (config.json, model.safetensors, preprocessor_config.json) "
             "or a Hub id of such a model; without internet, only local folders and cached Hub models load."
         ) from error
-    if not isinstance(model, DeiTForImageClassificationWithTeacher):
+    if require_distillation_token and not isinstance(model, DeiTForImageClassificationWithTeacher):
         raise ValueError(
             f"{id_or_path!r} is a {type(model).__name__}, not a DeiT student with a distillation token "
             "(DeiTForImageClassificationWithTeacher): it has no class/distillation heads to report."

@@ -112,7 +112,8 @@ def overlay_heatmap(
     base = np.asarray(image, dtype=np.float32)
     out = base * 0.4
     patch = base[top : top + box_h, left : left + box_w]
-    out[top : top + box_h, left : left + box_w] = (1 - alpha) * patch + alpha * colours[: patch.shape[0], : patch.shape[1]]
+    colours = colours[: patch.shape[0], : patch.shape[1]]
+    out[top : top + box_h, left : left + box_w] = (1 - alpha) * patch + alpha * colours
     return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8), mode="RGB")
 
 
@@ -128,7 +129,9 @@ class AttentionExplanation:
 
 
 @torch.no_grad()
-def attention_overlays(model: Any, image_processor: Any, image: Image.Image, method: str = "rollout") -> AttentionExplanation:
+def attention_overlays(
+    model: Any, image_processor: Any, image: Image.Image, method: str = "rollout"
+) -> AttentionExplanation:
     """Logits of the class head, distillation head and their average, plus both tokens' overlays.
 
     ``image`` must be RGB; the overlays have its size. The model is switched to eager attention
@@ -193,7 +196,7 @@ def plot_training_curves(log_history: Sequence[dict[str, Any]], path: str, title
     figure = Figure(figsize=(6, 3.5), dpi=120, layout="constrained")
     axes = figure.subplots()
     for key, points in series.items():
-        steps, values = zip(*points)
+        steps, values = zip(*points, strict=True)
         axes.plot(steps, values, label=key)
     axes.set_xlabel("step")
     axes.set_ylabel("training loss")

@@ -90,3 +90,18 @@ def test_batch_is_converted_into_the_teachers_input_space(tmp_path, sample_dir, 
     logits = teacher(student_pixels)
     reference_logits = teacher.teacher(pixel_values=reference).logits
     assert (logits.argmax(-1) == reference_logits.argmax(-1)).float().mean() >= 0.9
+
+
+def test_embedded_teacher_is_a_trained_cifar10_model(sample_dir, student_processor):
+    """The committed quickstart teacher: CIFAR-10 names, and real accuracy on the sample's test images
+    (cut from the CIFAR-10 test split, never trained on; 83.1% on the full test split)."""
+    from datasets import load_dataset
+
+    from helpers import EMBEDDED_TEACHER
+
+    teacher = load_teacher(str(EMBEDDED_TEACHER), CIFAR10_NAMES, student_processor)
+    assert teacher.identity_order
+    test = load_dataset(str(sample_dir), split="test[:400]")
+    pixels = student_processor(list(test["img"]), return_tensors="pt")["pixel_values"]
+    accuracy = (teacher(pixels).argmax(-1) == torch.tensor(test["label"])).float().mean().item()
+    assert accuracy > 0.75

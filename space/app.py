@@ -1,0 +1,260 @@
+"""Gradio demo of a DeiT student: the class head, the distillation head, their average, and where each token looks.
+
+    MODEL_ID=me/deit-tiny-cifar10 python space/app.py     # a Hub id, or
+    MODEL_ID=outputs/quickstart python space/app.py        # a local folder (the default)
+
+``classify`` is the one public endpoint (``gradio_client``: ``api_name="/classify"``). Uploads are
+decoded here, not by Gradio, so that anything that is not a usable image (not an image at all,
+too many pixels, a decompression bomb, a damaged file) gets a clear message, and grayscale,
+palette, RGBA and 16-bit images are converted to RGB the way a person would expect
+(transparency over white, 16-bit scaled rather than clipped).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: run offline
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+try:
+    import hf_deit  # noqa: F401
+except ImportError:  # run from a checkout without `pip install -e .` (a Space has hf_deit/ beside app.py)
+    sys.path.insert(0, str(HERE.parent))
+
+from hf_deit.hub import reported_accuracy  # noqa: E402
+from hf_deit.loading import load_student  # noqa: E402
+from hf_deit.viz import attention_overlays  # noqa: E402
+
+DEFAULT_MODEL = "outputs/quickstart"
+MAX_PIXELS = int(os.environ.get("MAX_IMAGE_PIXELS", 25_000_000))  # 5000 x 5000; larger uploads are refused
+MAX_UPLOAD = os.environ.get("MAX_UPLOAD_SIZE", "20mb")
+DISPLAY_SIDE = 1024  # larger images are shrunk (aspect kept) before classification and overlays
+TOP_K = 5
+# Small images (CIFAR is 32x32) and the attention maps are shown enlarged, with crisp pixels.
+CSS = """
+#input-image img, #cls-map img, #distill-map img {
+    width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated;
+}
+"""
+EXAMPLES = sorted(str(path) for path in (HERE / "examples").glob("*.png"))
+
+
+def resolve_model_id(model_id: Optional[str] = None) -> str:
+    """``MODEL_ID`` (or the quickstart folder), as a local path when one exists here or in the repo."""
+    model_id = model_id or os.environ.get("MODEL_ID") or DEFAULT_MODEL
+    for candidate in (Path(model_id).expanduser(), HERE.parent / model_id):
+        if candidate.is_dir():
+            return str(candidate)
+    return model_id
+
+
+class Student:
+    """The loaded model, or the reason it could not be loaded (the page then says so)."""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+        self.error: Optional[str] = None
+        self.model: Any = None
+        self.processor: Any = None
+        try:
+            # Eager attention: the only implementation that returns attention weights (same logits).
+            self.model, self.processor = load_student(model_id, attn_implementation="eager")
+        except (OSError, ValueError) as error:
+            hint = ""
+            if model_id == DEFAULT_MODEL or model_id.endswith(DEFAULT_MODEL):
+                hint = (" Train the quickstart student first (`accelerate launch scripts/distill.py --config "
+                        "configs/quickstart.yaml`), or set MODEL_ID to a student folder or Hub id.")
+            self.error = f"Could not load the model `{model_id}`.{hint}\n\n{error}"
+            print(self.error, file=sys.stderr)
+
+    def info_markdown(self) -> str:
+        if self.error:
+            return f"### Model not loaded\n\n{self.error}"
+        config = self.model.config
+        parameters = sum(p.numel() for p in self.model.parameters())
+        side, patch = config.image_size, config.patch_size
+        classes = ", ".join(config.id2label[i] for i in range(min(config.num_labels, 12)))
+        lines = [
+            f"### `{self.model_id}`",
+            "",
+            "| property | value |",
+            "|---|---|",
+            f"| parameters | {parameters / 1e6:.2f} M |",
+            f"| input | {side}x{side} pixels, {patch}x{patch} patches |",
+            f"| encoder | {config.num_hidden_layers} layers, width {config.hidden_size}, "
+            f"{config.num_attention_heads} heads |",
+            f"| classes | {config.num_labels}: {classes}{', ...' if config.num_labels > 12 else ''} |",
+        ]
+        reported = reported_accuracy(self.model_id)
+        names = {"fused": "top-1, fused", "cls": "top-1, class head", "distill": "top-1, distillation head"}
+        for head, name in names.items():
+            value = reported.get("metrics", {}).get(f"{head}_top1")
+            if value is not None:
+                lines.append(f"| {name} | {100 * value:.2f}% |")
+        if reported.get("dataset"):
+            where = f"`{reported['dataset']}`" + (f" ({reported['split']})" if reported.get("split") else "")
+            count = f", {reported['num_images']} images" if reported.get("num_images") else ""
+            lines.append(f"| evaluated on | {where}{count} |")
+        return "\n".join(lines)
+
+
+def _scale_to_uint8(image: Image.Image) -> np.ndarray:
+    """16-bit, 32-bit and float single-channel pixels to 0..255, scaled (``convert`` would clip them to white)."""
+    raw = np.asarray(image)
+    array = raw.astype(np.float64)
+    peak = float(array.max()) if array.size else 0.0
+    if image.mode.startswith("I;16") or (image.mode == "I" and peak > 255):
+        array = array * (255.0 / (65535.0 if peak <= 65535 else peak))
+    elif raw.dtype.kind == "f" and peak <= 1.0:
+        array = array * 255.0
+    return np.clip(np.round(array), 0, 255).astype(np.uint8)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit RGB: transparency composited over white, 16-bit/float scaled."""
+    mode = image.mode
+    if mode.startswith("I") or mode == "F":
+        grey = _scale_to_uint8(image)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info) or (
+        mode in ("L", "RGB") and "transparency" in image.info
+    ):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(value: Any) -> Image.Image:
+    """An upload (Gradio file payload, path or PIL image) as a checked RGB image at most DISPLAY_SIDE wide/high."""
+    if value is None:
+        raise gr.Error("Upload, paste or take a picture first.")
+    if isinstance(value, Image.Image):
+        image = value
+    else:
+        path = value.get("path") if isinstance(value, dict) else str(value)
+        name = (value.get("orig_name") if isinstance(value, dict) else None) or os.path.basename(str(path))
+        if not path or not os.path.isfile(path):
+            raise gr.Error("The upload did not arrive as a file; try again.")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(path)
+                if image.width * image.height > MAX_PIXELS:
+                    raise gr.Error(
+                        f"{name} is {image.width}x{image.height} pixels, more than this demo accepts "
+                        f"({MAX_PIXELS / 1e6:.0f} megapixels). Please upload a smaller image."
+                    )
+                image.load()
+        except gr.Error:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise gr.Error(
+                f"{name} declares too many pixels to decode safely; please upload a smaller image."
+            ) from None
+        except UnidentifiedImageError:
+            raise gr.Error(
+                f"Could not read {name} as an image. Please upload a PNG, JPEG, WebP, GIF, BMP or TIFF picture."
+            ) from None
+        except (OSError, ValueError, SyntaxError) as error:
+            raise gr.Error(f"Could not decode {name}: the file looks damaged ({error}).") from None
+    if image.width * image.height > MAX_PIXELS:
+        raise gr.Error(f"The image has more than {MAX_PIXELS / 1e6:.0f} megapixels; please use a smaller one.")
+    if image.width == 0 or image.height == 0:
+        raise gr.Error("The image is empty (0 pixels wide or high).")
+    image = to_rgb(ImageOps.exif_transpose(image) or image)  # phone photos: stored sideways, EXIF says so
+    if max(image.size) > DISPLAY_SIDE:
+        image.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE), Image.LANCZOS)
+    return image
+
+
+def _top_k(logits: torch.Tensor, id2label: dict[int, str]) -> dict[str, float]:
+    probabilities = logits.softmax(-1)
+    values, indices = probabilities.topk(min(TOP_K, probabilities.numel()))
+    return {id2label[int(i)]: float(v) for v, i in zip(values, indices, strict=True)}
+
+
+def build_demo(model_id: Optional[str] = None) -> gr.Blocks:
+    """The Blocks app for one student (loaded once, shared by all sessions)."""
+    student = Student(resolve_model_id(model_id))
+
+    def classify(image: Any) -> tuple[dict[str, float], dict[str, float], dict[str, float], Image.Image, Image.Image]:
+        """Top-5 of the fused prediction, the class head and the distillation head, and both tokens' attention maps."""
+        if student.error:
+            raise gr.Error(student.error)
+        picture = load_image(image)
+        explanation = attention_overlays(student.model, student.processor, picture)
+        id2label = student.model.config.id2label
+        return (
+            _top_k(explanation.logits, id2label),
+            _top_k(explanation.cls_logits, id2label),
+            _top_k(explanation.distillation_logits, id2label),
+            explanation.cls_overlay,
+            explanation.distillation_overlay,
+        )
+
+    def classify_or_clear(image: Any):
+        # The image's change event also fires when it is cleared: empty the outputs, no error.
+        return classify(image) if image is not None else (None, None, None, None, None)
+
+    with gr.Blocks(title="DeiT student: distillation through attention") as demo:
+        gr.Markdown(
+            "# DeiT student: distillation through attention\n"
+            "A vision transformer with two tokens: the **class token** learns from the labels, the "
+            "**distillation token** from a teacher network. Their heads' average is the prediction. "
+            "Upload, paste or take a picture, or pick an example."
+        )
+        with gr.Row():
+            with gr.Column(scale=1):
+                image = gr.Image(
+                    label="image", type="filepath", sources=["upload", "webcam", "clipboard"], height=300,
+                    elem_id="input-image",
+                )
+                button = gr.Button("Classify", variant="primary", elem_id="classify-button")
+                if EXAMPLES:
+                    gr.Examples(examples=EXAMPLES, inputs=image, label="CIFAR-10 test images")
+            with gr.Column(scale=2):
+                with gr.Row():
+                    fused = gr.Label(num_top_classes=TOP_K, label="prediction (average of both heads)", elem_id="fused")
+                    cls_head = gr.Label(num_top_classes=TOP_K, label="class head", elem_id="cls-head")
+                    distill_head = gr.Label(num_top_classes=TOP_K, label="distillation head", elem_id="distill-head")
+                with gr.Row():
+                    cls_map = gr.Image(
+                        label="class token attention (rollout)", type="pil", format="png", height=300, elem_id="cls-map"
+                    )
+                    distill_map = gr.Image(
+                        label="distillation token attention (rollout)", type="pil", format="png", height=300,
+                        elem_id="distill-map",
+                    )
+        with gr.Accordion("Model", open=True):
+            gr.Markdown(student.info_markdown(), elem_id="model-info")
+        outputs = [fused, cls_head, distill_head, cls_map, distill_map]
+        # preprocess=False: the function gets the uploaded file itself and decodes it with the checks above.
+        # One concurrency group: the queue's limit counts the button and the image's change events together.
+        button.click(classify, inputs=image, outputs=outputs, api_name="classify", preprocess=False,
+                     concurrency_id="model")
+        image.change(classify_or_clear, inputs=image, outputs=outputs, api_visibility="private", preprocess=False,
+                     concurrency_id="model")
+    demo.queue(default_concurrency_limit=2, max_size=32)
+    return demo
+
+
+def launch(demo: gr.Blocks, **kwargs: Any) -> Any:
+    """Launch with the demo's limits (upload size) and style; keyword arguments go to ``Blocks.launch``."""
+    kwargs.setdefault("max_file_size", MAX_UPLOAD)
+    kwargs.setdefault("css", CSS)
+    return demo.launch(**kwargs)
+
+
+if __name__ == "__main__":
+    launch(build_demo())

@@ -1,0 +1,91 @@
+"""Two CPU processes (gloo) through `accelerate launch`: disjoint shards, identical weights,
+gathered evaluation equal to a single-process evaluation of the saved checkpoint."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hf_deit.config import DataConfig
+from hf_deit.data import load_image_classification_data, make_eval_transform
+
+from helpers import TINY_STUDENT_ARGS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def accelerate_cpu(num_processes: int, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
+    command = [accelerate, "launch", "--cpu", "--num_processes", str(num_processes), "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+def run_flags(sample_dir, teacher, output_dir, *extra):
+    return ["--config", "configs/quickstart.yaml", "--dataset_name", str(sample_dir),
+            "--teacher_model_name_or_path", str(teacher), "--max_train_samples", "96", "--max_eval_samples", "50",
+            "--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
+            "--output_dir", str(output_dir), "--disable_tqdm", "true", "--logging_steps", "2",
+            *TINY_STUDENT_ARGS, *extra]
+
+
+@pytest.fixture(scope="module")
+def two_ranks(sample_dir, tiny_teacher, tmp_path_factory):
+    probe_dir = tmp_path_factory.mktemp("probe")
+    output_dir = probe_dir / "student"
+    accelerate_cpu(2, "tests/ddp_probe.py", str(probe_dir),
+                   *run_flags(sample_dir, tiny_teacher, output_dir, "--repeated_augmentation", "3"))
+    ranks = [json.loads((probe_dir / f"rank{r}.json").read_text()) for r in range(2)]
+    return ranks, output_dir
+
+
+def test_ranks_see_disjoint_shards_of_the_repeated_stream(two_ranks):
+    ranks, _ = two_ranks
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    first, second = (r["train_indices_epoch0"] for r in ranks)
+    assert len(first) == len(second) == 48  # 96 images / 2 processes: one pass worth of compute
+    # With 3 repeats dealt round-robin to 2 processes, an image's copies alternate between them:
+    # each rank's copy count of an image differs by at most one from the other's.
+    from collections import Counter
+
+    a, b = Counter(first), Counter(second)
+    assert set(a) | set(b), "no indices"
+    assert all(abs(a[i] - b[i]) <= 1 for i in set(a) | set(b))
+    assert all(0 <= i < 96 for i in first + second)
+
+
+def test_weights_identical_across_ranks_after_training(two_ranks):
+    ranks, _ = two_ranks
+    assert ranks[0]["weights"] == ranks[1]["weights"]
+
+
+def test_gathered_evaluation_equals_single_process_evaluation(two_ranks, sample_dir):
+    import torch
+    from transformers import AutoImageProcessor, DeiTForImageClassificationWithTeacher
+
+    ranks, output_dir = two_ranks
+    assert ranks[0]["metrics"]["eval_fused_top1"] == ranks[1]["metrics"]["eval_fused_top1"]
+    model = DeiTForImageClassificationWithTeacher.from_pretrained(output_dir).eval()
+    processor = AutoImageProcessor.from_pretrained(output_dir)
+    data = load_image_classification_data(DataConfig(dataset_name=str(sample_dir), max_eval_samples=50))
+    batch = make_eval_transform(data, processor)(data.eval[:50])
+    with torch.no_grad():
+        outputs = model(pixel_values=batch["pixel_values"])
+    for head, logits in (("fused", outputs.logits), ("cls", outputs.cls_logits), ("distill", outputs.distillation_logits)):
+        single = (logits.argmax(-1) == batch["labels"]).float().mean().item()
+        assert ranks[0]["metrics"][f"eval_{head}_top1"] == pytest.approx(single, abs=1e-6), head
+
+
+def test_quickstart_command_runs_on_two_processes(sample_dir, tiny_teacher, tmp_path):
+    """The documented command itself, `accelerate launch --num_processes 2 --cpu scripts/distill.py`."""
+    result = accelerate_cpu(2, "scripts/distill.py", *run_flags(sample_dir, tiny_teacher, tmp_path / "run",
+                                                               "--max_steps", "3"))
+    assert "| average (cls + distill) |" in result.stdout
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["eval_images"] == 50

@@ -1,0 +1,247 @@
+"""The Gradio demo (space/app.py), served on localhost and queried like users do: gradio_client and a browser."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import REPO
+from tiny_student import tiny_student  # noqa: F401  (fixture)
+
+EXAMPLES = sorted((REPO / "space" / "examples").glob("*.png"))
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _load_app_module():
+    spec = importlib.util.spec_from_file_location("space_app", REPO / "space" / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app():
+    return _load_app_module()
+
+
+@contextlib.contextmanager
+def _serve(app, model: str):
+    demo = app.build_demo(model)
+    _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True,
+                           quiet=True)
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def server(app, tiny_student):
+    with _serve(app, str(tiny_student)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server, tmp_path_factory):
+    from gradio_client import Client
+
+    return Client(server, verbose=False, analytics_enabled=False,
+                  download_files=str(tmp_path_factory.mktemp("downloads")))
+
+
+def _classify(client, path):
+    from gradio_client import handle_file
+
+    return client.predict(handle_file(str(path)), api_name="/classify")
+
+
+def test_examples_ship_one_png_per_class():
+    from helpers import CIFAR10_NAMES
+
+    assert [path.stem for path in EXAMPLES] == sorted(CIFAR10_NAMES)
+    assert all(Image.open(path).format == "PNG" for path in EXAMPLES)
+
+
+def test_predictions_equal_the_stock_pipeline(client, tiny_student):
+    from transformers import pipeline
+
+    from hf_deit import load_student
+
+    classifier = pipeline("image-classification", model=str(tiny_student), device="cpu")
+    model, processor = load_student(str(tiny_student), device="cpu")
+    for path in EXAMPLES:
+        image = Image.open(path).convert("RGB")
+        fused, cls_head, distill_head, _, _ = _classify(client, path)
+        assert fused["label"] == classifier(image, top_k=1)[0]["label"], path.name
+        assert len(fused["confidences"]) == 5
+        outputs = model(**processor(image, return_tensors="pt"))
+        assert cls_head["label"] == model.config.id2label[int(outputs.cls_logits.argmax())]
+        assert distill_head["label"] == model.config.id2label[int(outputs.distillation_logits.argmax())]
+
+
+def test_attention_maps_have_the_image_size(client, tmp_path):
+    path = tmp_path / "wide.png"
+    Image.open(EXAMPLES[0]).convert("RGB").resize((70, 45)).save(path)
+    *_, cls_map, distill_map = _classify(client, path)
+    for overlay in (cls_map, distill_map):
+        with Image.open(overlay) as picture:
+            assert picture.size == (70, 45) and picture.mode == "RGB"
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16", "LA"])
+def test_grayscale_rgba_palette_and_16_bit_uploads_work(client, tmp_path, mode):
+    rgb = Image.open(EXAMPLES[3]).convert("RGB")
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)  # 16-bit grayscale PNG
+    elif mode == "RGBA":
+        image = rgb.convert("RGBA")
+        image.putalpha(Image.linear_gradient("L").resize(rgb.size))
+    else:
+        image = rgb.convert(mode)
+    path = tmp_path / f"{mode.replace(';', '')}.png"
+    image.save(path)
+    fused, _, _, cls_map, _ = _classify(client, path)
+    assert fused["label"] in {example.stem for example in EXAMPLES}
+    with Image.open(cls_map) as picture:
+        assert picture.size == rgb.size
+
+
+def test_16_bit_pixels_are_scaled_not_clipped(app):
+    grey = Image.fromarray((np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000))
+    rgb = np.asarray(app.to_rgb(grey))
+    assert rgb.shape == (8, 8, 3) and rgb.min() == 0 and 240 <= rgb.max() <= 255 and len(np.unique(rgb)) > 32
+
+
+def test_transparency_is_composited_over_white(app):
+    clear = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    assert np.asarray(app.to_rgb(clear)).min() == 255
+
+
+def test_garbage_upload_is_a_clear_error(client, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    path = tmp_path / "notes.png"
+    path.write_text("this is not an image")
+    with pytest.raises(AppError, match="Could not read notes.png as an image"):
+        _classify(client, path)
+
+
+def test_truncated_upload_is_a_clear_error(client, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    path = tmp_path / "cut.png"
+    path.write_bytes(EXAMPLES[0].read_bytes()[:200])
+    with pytest.raises(AppError, match="Could not decode cut.png"):
+        _classify(client, path)
+
+
+def test_huge_images_are_refused_before_decoding(app, tmp_path, monkeypatch):
+    import gradio as gr
+
+    path = tmp_path / "big.png"
+    Image.new("L", (200, 100)).save(path)
+    monkeypatch.setattr(app, "MAX_PIXELS", 10_000)
+    with pytest.raises(gr.Error, match="200x100 pixels, more than this demo accepts"):
+        app.load_image({"path": str(path), "orig_name": "big.png"})
+    monkeypatch.setattr(app, "MAX_PIXELS", 5_000_000)
+    large = tmp_path / "large.png"
+    Image.new("RGB", (3000, 1500)).save(large)
+    assert app.load_image(str(large)).size == (app.DISPLAY_SIDE, app.DISPLAY_SIDE // 2)
+
+
+def test_decompression_bomb_is_refused_without_decoding(app, tmp_path):
+    import struct
+    import zlib
+
+    import gradio as gr
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    # A 30000x30000 grayscale PNG header: 900 megapixels declared, next to no data.
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 30_000, 30_000, 8, 0, 0, 0, 0))
+    path = tmp_path / "bomb.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    with pytest.raises(gr.Error, match="too many pixels"):
+        app.load_image({"path": str(path), "orig_name": "bomb.png"})
+
+
+def test_missing_model_says_how_to_get_one(app, tmp_path, monkeypatch):
+    monkeypatch.setattr(app, "DEFAULT_MODEL", str(tmp_path / "outputs" / "quickstart"))
+    student = app.Student(app.resolve_model_id(None))
+    assert "Could not load the model" in student.error and "configs/quickstart.yaml" in student.error
+    assert student.info_markdown().startswith("### Model not loaded")
+
+
+def test_model_info_reports_shape_and_accuracy(app, tiny_student):
+    import json
+
+    results = json.loads((tiny_student / "all_results.json").read_text())
+    info = app.Student(str(tiny_student)).info_markdown()
+    assert "32x32 pixels, 8x8 patches" in info and "2 layers, width 32, 2 heads" in info
+    assert f"{100 * results['eval_fused_top1']:.2f}%" in info
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
+                    "(apt-get install -y chromium chromium-driver)")
+def test_browser_upload_shows_a_prediction(app, server, tiny_student, tmp_path):
+    """HF_DEIT_SCREENSHOT=docs/space.png keeps the screenshot (else it goes to tmp_path);
+    HF_DEIT_SCREENSHOT_MODEL=outputs/quickstart shows that student instead of the tiny one."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
+    from transformers import pipeline
+
+    model = os.environ.get("HF_DEIT_SCREENSHOT_MODEL") or str(tiny_student)
+    example = REPO / "space" / "examples" / "cat.png"
+    expected = pipeline("image-classification", model=model, device="cpu")(
+        Image.open(example).convert("RGB"), top_k=1)[0]["label"]
+    screenshot = Path(os.environ.get("HF_DEIT_SCREENSHOT") or tmp_path / "space.png")
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        url = server if model == str(tiny_student) else stack.enter_context(_serve(app, model))
+        _upload_in_browser(sync_api, url, example, expected, screenshot)
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _upload_in_browser(sync_api, server: str, example: Path, expected: str, screenshot: Path) -> None:
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"]
+    with sync_api.sync_playwright() as playwright:
+        # Playwright gives every launch a fresh, temporary profile (it refuses --user-data-dir).
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # Offline: anything not served by the app (web fonts, CDNs) is refused at once.
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server)
+                       else route.abort())
+            page.goto(server)
+            page.set_input_files("#input-image input[type=file]", str(example))
+            fused = page.locator("#fused [data-testid=label-output-value]")
+            fused.wait_for(timeout=60_000)
+            assert fused.inner_text().strip() == expected
+            page.locator("#distill-map img").wait_for(timeout=30_000)
+            page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
+
+
+def test_space_readme_header_and_requirements():
+    from huggingface_hub import metadata_load
+
+    header = metadata_load(REPO / "space" / "README.md")
+    assert header["sdk"] == "gradio" and header["app_file"] == "app.py"
+    assert header["title"] and header["emoji"] and len(header["short_description"]) <= 60
+    requirements = (REPO / "space" / "requirements.txt").read_text()
+    assert all(name in requirements for name in ("torch", "transformers", "pillow", "matplotlib"))

@@ -22,6 +22,8 @@ from transformers import HfArgumentParser, TrainingArguments
 
 DISTILLATION_TYPES = ("none", "soft", "hard")
 KL_REDUCTIONS = ("batchmean", "elementwise_mean")
+BAD_IMAGE_POLICIES = ("skip", "fail")
+NONFINITE_LOSS_CHECKS = ("auto", "step", "deferred", "off")
 
 
 @dataclass
@@ -55,8 +57,17 @@ class DataConfig:
     )
     random_erasing: float = field(default=0.0, metadata={"help": "Random-erasing probability (DeiT: 0.25)."})
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where `datasets` caches downloads."})
+    bad_images: str = field(
+        default="skip",
+        metadata={
+            "help": "An image that cannot be decoded (corrupt, truncated, over Pillow's size limit): skip (drop "
+            "it from its batch, with a warning naming the row) or fail (stop, naming the row)."
+        },
+    )
 
     def __post_init__(self) -> None:
+        if self.bad_images not in BAD_IMAGE_POLICIES:
+            raise ValueError(f"bad_images must be one of {BAD_IMAGE_POLICIES}, got {self.bad_images!r}.")
         if not 0.0 < self.train_val_split < 1.0:
             raise ValueError(f"train_val_split must be in (0, 1), got {self.train_val_split}.")
         for name in ("max_train_samples", "max_eval_samples"):
@@ -154,6 +165,14 @@ class DistillationConfig(TrainingArguments):
         default=None,
         metadata={"help": "If set, learning_rate = base_learning_rate x global batch / 512 (DeiT: 5e-4)."},
     )
+    nonfinite_loss_check: str = field(
+        default="auto",
+        metadata={
+            "help": "Stop at a NaN/inf training loss, before the step is applied or saved: step (checked every step), "
+            "deferred (flagged on the device, checked at each log and save: no extra GPU sync), off, or auto "
+            "(step on CPU or when logging_nan_inf_filter already syncs every step, else deferred)."
+        },
+    )
     output_dir: Optional[str] = field(default="outputs/deit-student", metadata={"help": "Where to write the run."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep raw image columns for the transform."})
     label_names: Optional[list[str]] = field(default_factory=lambda: ["labels"], metadata={"help": "Label keys."})
@@ -163,6 +182,10 @@ class DistillationConfig(TrainingArguments):
         validate_distillation_settings(
             self.distillation_type, self.distillation_alpha, self.distillation_tau, self.distillation_kl_reduction
         )
+        if self.nonfinite_loss_check not in NONFINITE_LOSS_CHECKS:
+            raise ValueError(
+                f"nonfinite_loss_check must be one of {NONFINITE_LOSS_CHECKS}, got {self.nonfinite_loss_check!r}."
+            )
         if self.repeated_augmentation < 1:
             raise ValueError(f"repeated_augmentation must be >= 1 (1 = off), got {self.repeated_augmentation}.")
         super().__post_init__()
@@ -200,7 +223,7 @@ def _reject_unknown_keys(keys: Iterable[str], known: set[str], source: str) -> N
     raise ValueError(f"Unknown configuration key(s) in {source}: {'; '.join(hints)}.")
 
 
-def _yaml_to_argv(values: dict[str, Any]) -> list[str]:
+def yaml_to_argv(values: dict[str, Any]) -> list[str]:
     """Render YAML values as command-line flags so argparse types and converts them exactly
     as it does real flags (YAML reads ``5e-4`` as a string; argparse gives a float)."""
     argv: list[str] = []
@@ -251,7 +274,7 @@ def parse_config(
     cli_keys = [arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")]
     _reject_unknown_keys(cli_keys, known, "command-line flags")
     parser = HfArgumentParser(list(dataclass_types))
-    return parser.parse_args_into_dataclasses(args=_yaml_to_argv(yaml_values) + argv)
+    return parser.parse_args_into_dataclasses(args=yaml_to_argv(yaml_values) + argv)
 
 
 def config_keys_markdown() -> str:

@@ -1,4 +1,5 @@
-"""Train or fine-tune a teacher: any ``AutoModelForImageClassification`` with the stock Trainer.
+"""Train or fine-tune a teacher: any ``AutoModelForImageClassification`` with the stock Trainer
+(plus the atomic checkpoints and exact resume of :class:`TeacherTrainer`).
 
 The teacher sees the same data module as the student, so its label names are the dataset's
 (and align with the student's by construction). A new CNN comes from ``model_type`` plus
@@ -24,10 +25,13 @@ from transformers import (
 )
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 
+from .checkpointing import RobustCheckpointMixin
 from .config import DataConfig, parse_config
 from .data import attach_transforms, collate_fn, load_image_classification_data
+from .determinism import keyed_sampler_for
 from .metrics import classification_compute_metrics
 from .reporting import print_and_save_results
+from .safety import warn_if_remote_code
 
 logger = logging.getLogger(__name__)
 
@@ -54,19 +58,39 @@ class TeacherTrainingConfig(TrainingArguments):
     report_to: Optional[str] = field(default="none", metadata={"help": "Experiment trackers."})
 
 
+class TeacherTrainer(RobustCheckpointMixin, Trainer):
+    """The stock Trainer with atomic checkpoints, strict resume, no token in ``training_args.bin``
+    (:mod:`hf_deit.checkpointing`) and per-image seeded augmentation (:mod:`hf_deit.determinism`)."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        keyed = keyed_sampler_for(dataset, seed)
+        return keyed if keyed is not None else super()._get_train_sampler(train_dataset)
+
+
 def build_teacher(model_config: TeacherModelConfig, id2label: dict[int, str]) -> tuple[Any, Any]:
     label2id = {name: index for index, name in id2label.items()}
     if model_config.model_name_or_path:
-        model = AutoModelForImageClassification.from_pretrained(
-            model_config.model_name_or_path,
-            num_labels=len(id2label),
-            id2label=id2label,
-            label2id=label2id,
-            ignore_mismatched_sizes=True,
-            use_safetensors=True,
-            trust_remote_code=model_config.trust_remote_code,
-        )
-        processor = AutoImageProcessor.from_pretrained(model_config.model_name_or_path)
+        path = model_config.model_name_or_path
+        warn_if_remote_code(model_config.trust_remote_code, path)
+        try:
+            model = AutoModelForImageClassification.from_pretrained(
+                path,
+                num_labels=len(id2label),
+                id2label=id2label,
+                label2id=label2id,
+                ignore_mismatched_sizes=True,
+                use_safetensors=True,
+                trust_remote_code=model_config.trust_remote_code,
+            )
+        except OSError as error:
+            raise OSError(
+                f"Could not load {path!r} to fine-tune: {error}\nPass --model_name_or_path with a local folder or Hub "
+                "id of an image-classification model saved as safetensors (pickled pytorch_model.bin files are "
+                "refused: unpickling can run code), or leave it unset to train a new model_type."
+            ) from error
+        processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=model_config.trust_remote_code)
         return model, processor
     overrides = model_config.model_config_overrides or "{}"
     overrides = json.loads(overrides) if isinstance(overrides, str) else dict(overrides)
@@ -93,7 +117,7 @@ def run_teacher_training(
     attach_transforms(data, processor, data_config)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("Teacher %s with %.2fM parameters", type(model).__name__, n_params / 1e6)
-    trainer = Trainer(
+    trainer = TeacherTrainer(
         model=model,
         args=training_args,
         train_dataset=data.train,
@@ -106,7 +130,7 @@ def run_teacher_training(
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - start
     trainer.save_model()
-    trainer.save_state()  # trainer_state.json: the full log history (loss parts, eval metrics)
+    trainer.save_state()  # trainer_state.json: the full log history
     metrics = trainer.evaluate()
     metrics.update(
         train_runtime_s=round(train_seconds, 1),

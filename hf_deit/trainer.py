@@ -6,6 +6,11 @@ and the teacher on the same batch and applies :func:`hf_deit.losses.deit_distill
 the loss parts are logged next to the Trainer's own ``loss``. Evaluation returns the logits of
 the fused, class and distillation heads (and the teacher's) so ``compute_metrics`` reports
 the accuracy of each, the columns of the paper's Table 3.
+
+Reliability (``docs/results/robustness.md``): checkpoints are written atomically and resumed
+strictly (:class:`hf_deit.checkpointing.RobustCheckpointMixin`), a NaN/inf loss stops the run
+before the bad step is applied or saved (:mod:`hf_deit.nonfinite`), and a Hub token never reaches
+``training_args.bin`` (:mod:`hf_deit.safety`).
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ from torch import nn
 from transformers import Trainer
 
 from .augment import apply_mixup, build_mixup
+from .checkpointing import RobustCheckpointMixin, last_complete_checkpoint
 from .config import DistillationConfig
+from .determinism import keyed_sampler_for
 from .losses import deit_distillation_loss
+from .nonfinite import NonFiniteLossGuard, resolve_mode
 from .sampler import RepeatedAugmentationSampler
 from .teacher import TeacherWrapper
 
 
-class DistillationTrainer(Trainer):
+class DistillationTrainer(RobustCheckpointMixin, Trainer):
     def __init__(
         self,
         model: nn.Module,
@@ -55,6 +63,12 @@ class DistillationTrainer(Trainer):
         )
         self._loss_part_sums: dict[str, torch.Tensor] = {}
         self._loss_part_count = 0
+        self._last_loss_parts: Optional[torch.Tensor] = None
+        self.nonfinite_guard = NonFiniteLossGuard(
+            resolve_mode(args.nonfinite_loss_check, args.device, args.logging_nan_inf_filter),
+            self.accelerator,
+            self._describe_last_checkpoint,
+        )
 
     @property
     def head_names(self) -> tuple[str, ...]:
@@ -98,9 +112,42 @@ class DistillationTrainer(Trainer):
         parts, heads, teacher_logits = self._forward(model, inputs)
         if model.training:
             self._accumulate_loss_parts(parts.base_loss, parts.distillation_loss)
+            self._last_loss_parts = torch.stack(
+                [parts.loss.detach(), parts.base_loss.detach(), parts.distillation_loss.detach()]
+            ).float()
         if return_outputs:
             return parts.loss, {"heads": heads, "teacher_logits": teacher_logits}
         return parts.loss
+
+    def training_step(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor],
+        num_items_in_batch: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # After the backward is queued, before optimizer.step(): see hf_deit.nonfinite for the cost.
+        self.nonfinite_guard.observe(self.state.global_step + 1, loss, self._last_loss_parts)
+        return loss
+
+    def train(self, *args: Any, **kwargs: Any):
+        result = super().train(*args, **kwargs)
+        self.nonfinite_guard.check()  # deferred mode: the last steps since the last log
+        return result
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        self.nonfinite_guard.check()  # never save weights that went through a non-finite step
+        super()._save_checkpoint(model, trial)
+
+    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
+        self.nonfinite_guard.check()
+        super().save_model(output_dir, _internal_call)
+
+    def _describe_last_checkpoint(self) -> str:
+        checkpoint = last_complete_checkpoint(self.args.output_dir)
+        if checkpoint is None:
+            return "no checkpoint had been saved yet."
+        return f"the last checkpoint, {checkpoint}, is intact."
 
     def prediction_step(
         self,
@@ -121,16 +168,22 @@ class DistillationTrainer(Trainer):
         return loss, logits, inputs["labels"]
 
     def _get_train_sampler(self, train_dataset=None):
-        if self.args.repeated_augmentation <= 1:
-            return super()._get_train_sampler(train_dataset)
+        """Repeated augmentation or a seeded random order; for a dataset that takes sample keys
+        (:class:`hf_deit.data.TrainImages`) wrapped in a :class:`KeyedSampler`, so that each image's
+        augmentation is a function of (seed, epoch, position) and a resumed run replays it exactly."""
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        return RepeatedAugmentationSampler(
-            len(dataset),
-            num_repeats=self.args.repeated_augmentation,
-            num_processes=self.args.world_size,
-            per_process_batch_size=self.args.per_device_train_batch_size,
-            seed=self.args.seed,
-        )
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        if self.args.repeated_augmentation > 1:
+            sampler = RepeatedAugmentationSampler(
+                len(dataset),
+                num_repeats=self.args.repeated_augmentation,
+                num_processes=self.args.world_size,
+                per_process_batch_size=self.args.per_device_train_batch_size,
+                seed=self.args.seed,
+            )
+            return keyed_sampler_for(dataset, seed, sampler)
+        keyed = keyed_sampler_for(dataset, seed)
+        return keyed if keyed is not None else super()._get_train_sampler(train_dataset)
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
         """No weight decay on norms and biases (the Trainer's rule) nor on the class/distillation
@@ -146,6 +199,7 @@ class DistillationTrainer(Trainer):
         self._loss_part_count += 1
 
     def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
+        self.nonfinite_guard.check()
         if "loss" in logs and self._loss_part_count:
             for name, total in self._loss_part_sums.items():
                 logs[name] = round((total / self._loss_part_count).item(), 4)

@@ -16,7 +16,7 @@ from tiny_student import tiny_student  # noqa: F401  (fixture)
 SECRET = "hf_test_NotARealTokenButTreatItAsOne"
 EXPECTED_UPLOAD = {
     "README.md", "config.json", "model.safetensors", "preprocessor_config.json", "all_results.json",
-    "results.json", "results.md", "trainer_state.json", "training_curves.png",
+    "results.json", "results.md", "trainer_state.json", "training_curves.png", "distillation_config.json",
 }
 
 
@@ -109,7 +109,7 @@ def test_push_dry_run_lists_the_expected_files(folder, capsys):
     assert "training_args.bin" not in names and not any(name.startswith("checkpoint") for name in names)
     assert all(size == (folder / name).stat().st_size for name, size in plan)
     printed = capsys.readouterr().out
-    assert "Would upload 9 files" in printed and "model.safetensors" in printed and "training_args.bin" not in printed
+    assert "Would upload 10 files" in printed and "model.safetensors" in printed and "training_args.bin" not in printed
 
 
 def test_push_calls_hub_api_stand_in(folder, monkeypatch, capsys, caplog):

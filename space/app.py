@@ -21,7 +21,6 @@ from typing import Any, Optional
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: run offline
 
 import gradio as gr  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
 
@@ -32,6 +31,7 @@ except ImportError:  # run from a checkout without `pip install -e .` (a Space h
     sys.path.insert(0, str(HERE.parent))
 
 from hf_deit.hub import reported_accuracy  # noqa: E402
+from hf_deit.images import to_rgb  # noqa: E402  (transparency over white, 16-bit scaled: as in training)
 from hf_deit.loading import load_student  # noqa: E402
 from hf_deit.viz import attention_overlays  # noqa: E402
 
@@ -106,33 +106,6 @@ class Student:
             count = f", {reported['num_images']} images" if reported.get("num_images") else ""
             lines.append(f"| evaluated on | {where}{count} |")
         return "\n".join(lines)
-
-
-def _scale_to_uint8(image: Image.Image) -> np.ndarray:
-    """16-bit, 32-bit and float single-channel pixels to 0..255, scaled (``convert`` would clip them to white)."""
-    raw = np.asarray(image)
-    array = raw.astype(np.float64)
-    peak = float(array.max()) if array.size else 0.0
-    if image.mode.startswith("I;16") or (image.mode == "I" and peak > 255):
-        array = array * (255.0 / (65535.0 if peak <= 65535 else peak))
-    elif raw.dtype.kind == "f" and peak <= 1.0:
-        array = array * 255.0
-    return np.clip(np.round(array), 0, 255).astype(np.uint8)
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode to 8-bit RGB: transparency composited over white, 16-bit/float scaled."""
-    mode = image.mode
-    if mode.startswith("I") or mode == "F":
-        grey = _scale_to_uint8(image)
-        return Image.fromarray(grey, mode="L").convert("RGB")
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info) or (
-        mode in ("L", "RGB") and "transparency" in image.info
-    ):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 def load_image(value: Any) -> Image.Image:

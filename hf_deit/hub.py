@@ -321,7 +321,10 @@ def _limitations(summary: StudentSummary) -> list[str]:
         f"- Every image is resized to {side}x{side} pixels; small, low-resolution photos of a single centred object "
         "(as in the training data) work best.",
     ]
-    for role, dataset in (("trained", summary.train_dataset), ("evaluated", summary.eval_dataset)):
+    same = summary.train_dataset == summary.eval_dataset
+    roles = (("trained and evaluated", summary.train_dataset),) if same else (
+        ("trained", summary.train_dataset), ("evaluated", summary.eval_dataset))
+    for role, dataset in roles:
         facts = summary.facts(dataset)
         if facts.get("lossy_jpeg"):
             quality = " (quality 75)" if facts.get("jpeg_quality_75") else ""

@@ -207,7 +207,7 @@ def test_card_from_the_run_recipe_written_elsewhere(folder, tiny_teacher, monkey
     _, eval_results = model_index_to_eval_results(card.data.to_dict()["model-index"])
     assert eval_results[0].dataset_type == "cifar10-sample"
     assert eval_results[0].dataset_name == "CIFAR-10 sample (hf-deit)"
-    assert "trained on a local copy (`data/cifar10-sample`)" in card.text and "not comparable" in card.text
+    assert "trained and evaluated on a local copy (`data/cifar10-sample`)" in card.text and "not comparable" in card.text
     assert "soft (alpha 0.5, tau 3.0, KL batchmean)" in card.text and "peak learning rate 0.0005" in card.text
     assert "12 epochs" in card.text and "random crops (padding 4) and horizontal flips" in card.text
     assert "**Regularisation**: RandAugment `rand-m9-mstd0.5-inc1`, Mixup 0.8." in card.text

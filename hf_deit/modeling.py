@@ -23,7 +23,7 @@ from transformers import (
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 
 from .config import ModelConfig
-from .safety import warn_if_remote_code
+from .safety import load_for_labels
 
 logger = logging.getLogger(__name__)
 
@@ -161,23 +161,14 @@ def build_student(
         return model, student_image_processor(model_config)
 
     path = model_config.student_model_name_or_path
-    warn_if_remote_code(model_config.trust_remote_code, path)
-    try:
-        model = model_class.from_pretrained(
-            path,
-            num_labels=len(id2label),
-            id2label={int(k): v for k, v in id2label.items()},
-            label2id={v: int(k) for k, v in id2label.items()},
-            ignore_mismatched_sizes=True,
-            use_safetensors=True,
-            trust_remote_code=model_config.trust_remote_code,
-        )
-    except OSError as error:
-        raise OSError(
-            f"Could not load the student checkpoint {path!r}: {error}\nPass --student_model_name_or_path with a "
-            "folder or Hub id of a DeiT/ViT saved as safetensors (pickled pytorch_model.bin files are refused: "
-            "unpickling can run code), or leave it unset to start from a random preset."
-        ) from error
+    model = load_for_labels(
+        model_class,
+        path,
+        id2label,
+        model_config.trust_remote_code,
+        fix="Pass --student_model_name_or_path with a folder or Hub id of a DeiT/ViT student checkpoint, or leave "
+        "it unset to start from a random preset",
+    )
     if model_config.image_size % model.config.patch_size:
         raise ValueError(
             f"image_size {model_config.image_size} is not a multiple of the checkpoint's patch size "

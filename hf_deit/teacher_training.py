@@ -31,7 +31,7 @@ from .data import attach_transforms, collate_fn, load_image_classification_data
 from .determinism import keyed_sampler_for
 from .metrics import classification_compute_metrics
 from .reporting import print_and_save_results
-from .safety import warn_if_remote_code
+from .safety import load_for_labels
 
 logger = logging.getLogger(__name__)
 
@@ -73,23 +73,14 @@ def build_teacher(model_config: TeacherModelConfig, id2label: dict[int, str]) ->
     label2id = {name: index for index, name in id2label.items()}
     if model_config.model_name_or_path:
         path = model_config.model_name_or_path
-        warn_if_remote_code(model_config.trust_remote_code, path)
-        try:
-            model = AutoModelForImageClassification.from_pretrained(
-                path,
-                num_labels=len(id2label),
-                id2label=id2label,
-                label2id=label2id,
-                ignore_mismatched_sizes=True,
-                use_safetensors=True,
-                trust_remote_code=model_config.trust_remote_code,
-            )
-        except OSError as error:
-            raise OSError(
-                f"Could not load {path!r} to fine-tune: {error}\nPass --model_name_or_path with a local folder or Hub "
-                "id of an image-classification model saved as safetensors (pickled pytorch_model.bin files are "
-                "refused: unpickling can run code), or leave it unset to train a new model_type."
-            ) from error
+        model = load_for_labels(
+            AutoModelForImageClassification,
+            path,
+            id2label,
+            model_config.trust_remote_code,
+            fix="Pass --model_name_or_path with a local folder or Hub id of an image-classification model to "
+            "fine-tune, or leave it unset to train a new model_type",
+        )
         processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=model_config.trust_remote_code)
         return model, processor
     overrides = model_config.model_config_overrides or "{}"

@@ -112,6 +112,22 @@ def test_push_dry_run_lists_the_expected_files(folder, capsys):
     assert "Would upload 10 files" in printed and "model.safetensors" in printed and "training_args.bin" not in printed
 
 
+@pytest.fixture
+def stand_in_hub(monkeypatch):
+    """A stand-in for ``huggingface_hub.HfApi`` (the Hub is unreachable here): records every call."""
+    calls = []
+
+    class StandInHfApi:
+        def __init__(self, token=None):
+            calls.append(("init", {"token": token}))
+
+        def __getattr__(self, name):
+            return lambda **kwargs: calls.append((name, kwargs))
+
+    monkeypatch.setattr(hub, "HfApi", StandInHfApi)
+    return calls
+
+
 def test_push_calls_hub_api_stand_in(folder, monkeypatch, capsys, caplog):
     calls = []
 
@@ -164,22 +180,13 @@ def test_reported_accuracy_from_folder_and_card(folder, tmp_path):
     assert hub.reported_accuracy(str(tmp_path / "nothing")) == {}
 
 
-def test_space_push_calls_hub_api_stand_in(monkeypatch):
-    calls = []
-
-    class StandInHfApi:
-        def __init__(self, token=None):
-            calls.append(("init", {"token": token}))
-
-        def __getattr__(self, name):
-            return lambda **kwargs: calls.append((name, kwargs))
-
+def test_space_push_calls_hub_api_stand_in(stand_in_hub):
+    calls = stand_in_hub
     plan = {name for name, _ in hub.push_space("me/deit-demo", "me/deit-tiny", dry_run=True)}
     assert {"app.py", "requirements.txt", "README.md", "examples/cat.png", "hf_deit/loading.py", "hf_deit/viz.py",
             "hf_deit/hub.py"} <= plan
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in plan)
 
-    monkeypatch.setattr(hub, "HfApi", StandInHfApi)
     hub.push_space("me/deit-demo", "me/deit-tiny", private=True)
     names = [name for name, _ in calls]
     assert names == ["init", "create_repo", "add_space_variable", "upload_folder", "upload_folder"]
@@ -213,22 +220,11 @@ def test_card_from_the_run_recipe_written_elsewhere(folder, tiny_teacher, monkey
     assert "**Regularisation**: RandAugment `rand-m9-mstd0.5-inc1`, Mixup 0.8." in card.text
 
 
-@pytest.mark.skipif(not hasattr(__import__("hf_deit.distill").distill, "push_folder"),
-                    reason="hf_deit/distill.py does not publish through hf_deit.hub yet (see its --push_to_hub hook)")
-def test_distill_push_to_hub_publishes_through_hub_module(sample_dir, tiny_teacher, tmp_path, monkeypatch):
+def test_distill_push_to_hub_publishes_through_hub_module(sample_dir, tiny_teacher, tmp_path, stand_in_hub):
     from hf_deit.distill import main
     from helpers import TINY_STUDENT_ARGS
 
-    calls = []
-
-    class StandInHfApi:
-        def __init__(self, token=None):
-            calls.append(("init", {"token": token}))
-
-        def __getattr__(self, name):
-            return lambda **kwargs: calls.append((name, kwargs))
-
-    monkeypatch.setattr(hub, "HfApi", StandInHfApi)
+    calls = stand_in_hub
     output_dir = tmp_path / "run"
     main(["--config", "configs/quickstart.yaml", "--dataset_name", str(sample_dir),
           "--teacher_model_name_or_path", str(tiny_teacher), "--max_train_samples", "32", "--max_eval_samples", "16",

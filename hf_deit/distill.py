@@ -16,6 +16,7 @@ from transformers import set_seed
 
 from .config import DataConfig, DistillationConfig, ModelConfig, parse_config
 from .ema import EMA_FOLDER, EMACallback
+from .launch import prepare_processes
 from .hub import push_folder, save_run_config, write_model_card
 from .data import ImageClassificationData, attach_transforms, collate_fn, load_image_classification_data
 from .metrics import make_compute_metrics
@@ -163,6 +164,10 @@ def use_all_cores_for_a_lone_cpu_process() -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
+    if argv is None:  # a script launch: make `accelerate launch --cpu --num_processes N` start N ranks
+        exit_code = prepare_processes()
+        if exit_code is not None:
+            raise SystemExit(exit_code)
     use_all_cores_for_a_lone_cpu_process()
     model_config, data_config, training_args = parse_config(argv)
     return run_distillation(model_config, data_config, training_args)

@@ -25,6 +25,7 @@ from transformers import (
 )
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 
+from .launch import prepare_processes
 from .checkpointing import RobustCheckpointMixin
 from .config import DataConfig, parse_config
 from .data import attach_transforms, collate_fn, load_image_classification_data
@@ -137,6 +138,10 @@ def run_teacher_training(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
+    if argv is None:  # a script launch: `accelerate launch --cpu --num_processes N` starts N ranks
+        exit_code = prepare_processes()
+        if exit_code is not None:
+            raise SystemExit(exit_code)
     model_config, data_config, training_args = parse_config(
         argv, (TeacherModelConfig, DataConfig, TeacherTrainingConfig)
     )

@@ -14,6 +14,7 @@ import torch
 
 from hf_deit.config import parse_config
 from hf_deit.distill import build_distillation_run
+from hf_deit.launch import prepare_processes
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -25,6 +26,9 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
 
 
 def main() -> None:
+    exit_code = prepare_processes()
+    if exit_code is not None:
+        raise SystemExit(exit_code)
     probe_dir = Path(sys.argv[1])
     model_config, data_config, training_args = parse_config(sys.argv[2:])
     run = build_distillation_run(model_config, data_config, training_args)

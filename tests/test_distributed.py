@@ -17,9 +17,6 @@ from helpers import TINY_STUDENT_ARGS
 
 REPO = Path(__file__).resolve().parents[1]
 
-# `accelerate launch --cpu --num_processes 2` (and --multi_gpu without GPUs) starts processes that each
-# see world_size 1 on this machine, so these checks cannot pass yet: issue 5 stays open for them.
-pytestmark = pytest.mark.skip(reason="multi-process CPU launch does not form a process group here yet (issue 5)")
 
 
 def accelerate_cpu(num_processes: int, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:

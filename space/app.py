@@ -108,8 +108,29 @@ class Student:
         return "\n".join(lines)
 
 
-def load_image(value: Any) -> Image.Image:
-    """An upload (Gradio file payload, path or PIL image) as a checked RGB image at most DISPLAY_SIDE wide/high."""
+def upload_folder() -> str:
+    """Where Gradio keeps uploads and the example files it serves (``GRADIO_TEMP_DIR``, else <tmp>/gradio)."""
+    from gradio.utils import get_upload_folder
+
+    return get_upload_folder()
+
+
+def _is_inside(path: str, folder: str) -> bool:
+    try:
+        real, root = os.path.realpath(path), os.path.realpath(folder)
+        return os.path.commonpath([real, root]) == root
+    except ValueError:  # an embedded NUL byte, or paths on different drives
+        return False
+
+
+def load_image(value: Any, uploads_in: Optional[str] = None) -> Image.Image:
+    """An upload (Gradio file payload, path or PIL image) as a checked RGB image at most DISPLAY_SIDE wide/high.
+
+    ``uploads_in``: only files inside this folder are opened (the endpoint passes Gradio's upload folder).
+    Gradio checks file payloads that carry ``meta: {"_type": "gradio.FileData"}``, but with
+    ``preprocess=False`` a bare ``{"path": "/any/file"}`` reaches this function unchecked: without this
+    guard an API call could have any image on the server classified and sent back as an overlay.
+    """
     if value is None:
         raise gr.Error("Upload, paste or take a picture first.")
     if isinstance(value, Image.Image):
@@ -117,7 +138,14 @@ def load_image(value: Any) -> Image.Image:
     else:
         path = value.get("path") if isinstance(value, dict) else str(value)
         name = (value.get("orig_name") if isinstance(value, dict) else None) or os.path.basename(str(path))
-        if not path or not os.path.isfile(path):
+        if not path or not isinstance(path, str):
+            raise gr.Error("The upload did not arrive as a file; try again.")
+        if uploads_in is not None and not _is_inside(path, uploads_in):
+            raise gr.Error(
+                f"{name} was not uploaded to this demo: send the image file itself (gradio_client: "
+                "handle_file(path)), not a path on the server."
+            )
+        if not os.path.isfile(path):
             raise gr.Error("The upload did not arrive as a file; try again.")
         try:
             with warnings.catch_warnings():
@@ -165,7 +193,7 @@ def build_demo(model_id: Optional[str] = None) -> gr.Blocks:
         """Top-5 of the fused prediction, the class head and the distillation head, and both tokens' attention maps."""
         if student.error:
             raise gr.Error(student.error)
-        picture = load_image(image)
+        picture = load_image(image, uploads_in=upload_folder())
         explanation = attention_overlays(student.model, student.processor, picture)
         id2label = student.model.config.id2label
         return (
@@ -223,8 +251,14 @@ def build_demo(model_id: Optional[str] = None) -> gr.Blocks:
 
 
 def launch(demo: gr.Blocks, **kwargs: Any) -> Any:
-    """Launch with the demo's limits (upload size) and style; keyword arguments go to ``Blocks.launch``."""
+    """Launch with the demo's limits (upload size) and style; keyword arguments go to ``Blocks.launch``.
+
+    ``show_error``: requests that Gradio itself refuses before ``classify`` runs (no input, a value that
+    is not a file, a path that was not uploaded) get Gradio's message instead of ``{"error": null}``.
+    Only exception messages are sent, never tracebacks; ``classify``'s own errors are ``gr.Error`` anyway.
+    """
     kwargs.setdefault("max_file_size", MAX_UPLOAD)
+    kwargs.setdefault("show_error", True)
     kwargs.setdefault("css", CSS)
     return demo.launch(**kwargs)
 

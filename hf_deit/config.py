@@ -25,6 +25,8 @@ KL_REDUCTIONS = ("batchmean", "elementwise_mean")
 BAD_IMAGE_POLICIES = ("skip", "fail")
 NONFINITE_LOSS_CHECKS = ("auto", "step", "deferred", "off")
 
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
+TEACHER_DTYPES = ("float32", "bfloat16", "float16")
 
 @dataclass
 class DataConfig:
@@ -56,6 +58,15 @@ class DataConfig:
         default=None, metadata={"help": "timm RandAugment string, e.g. 'rand-m9-mstd0.5-inc1' (DeiT); unset: off."}
     )
     random_erasing: float = field(default=0.0, metadata={"help": "Random-erasing probability (DeiT: 0.25)."})
+    device_resident_data: bool = field(
+        default=False,
+        metadata={
+            "help": "Distillation of small datasets (CIFAR): decode the train split once into a uint8 tensor on the "
+            "training device and crop/flip/normalise whole batches there (no data-loader workers: "
+            "dataloader_num_workers is ignored for training). Crop + flip only: not with rand_augment or "
+            "random_erasing. Evaluation is unchanged; scripts/train_teacher.py does not use it."
+        },
+    )
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where `datasets` caches downloads."})
     bad_images: str = field(
         default="skip",
@@ -76,6 +87,12 @@ class DataConfig:
                 raise ValueError(f"{name} must be a positive number of images, got {value}; omit it to use all.")
         if not 0.0 <= self.random_erasing <= 1.0:
             raise ValueError(f"random_erasing is a probability in [0, 1], got {self.random_erasing}.")
+        if self.device_resident_data and (self.rand_augment or self.random_erasing > 0):
+            raise ValueError(
+                "device_resident_data augments on the device with random crop + flip only; it cannot apply "
+                f"rand_augment ({self.rand_augment!r}) or random_erasing ({self.random_erasing}), which run per image "
+                "in the data-loader. Unset rand_augment and set random_erasing: 0, or set device_resident_data: false."
+            )
 
 
 @dataclass
@@ -113,8 +130,29 @@ class ModelConfig:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow custom modelling code from the Hub (off: only stock transformers classes)."}
     )
+    attn_implementation: str = field(
+        default="sdpa",
+        metadata={"help": "Student attention kernel: sdpa (PyTorch scaled_dot_product_attention) or eager."},
+    )
+    teacher_dtype: str = field(
+        default="float32",
+        metadata={"help": "Teacher weights and inputs: float32, bfloat16 or float16 (GPU). Its logits stay float32."},
+    )
+    teacher_channels_last: bool = field(
+        default=False, metadata={"help": "Run a convolutional teacher in channels_last memory format."}
+    )
+    teacher_compile: bool = field(
+        default=False,
+        metadata={"help": "torch.compile the teacher's forward (the student: TrainingArguments' torch_compile)."},
+    )
 
     def __post_init__(self) -> None:
+        if self.attn_implementation not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(
+                f"attn_implementation must be one of {ATTENTION_IMPLEMENTATIONS}, got {self.attn_implementation!r}."
+            )
+        if self.teacher_dtype not in TEACHER_DTYPES:
+            raise ValueError(f"teacher_dtype must be one of {TEACHER_DTYPES}, got {self.teacher_dtype!r}.")
         if self.patch_size <= 0 or self.image_size % self.patch_size:
             raise ValueError(
                 f"image_size ({self.image_size}) must be a positive multiple of patch_size ({self.patch_size})."

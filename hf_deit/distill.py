@@ -19,6 +19,7 @@ from .ema import EMA_FOLDER, EMACallback
 from .launch import prepare_processes
 from .hub import push_folder, save_run_config, write_model_card
 from .data import ImageClassificationData, attach_transforms, collate_fn, load_image_classification_data
+from .device_data import device_resident_train
 from .metrics import make_compute_metrics
 from .modeling import build_student
 from .reporting import print_and_save_results
@@ -72,8 +73,15 @@ def build_distillation_run(
             data.label_names,
             processor,
             trust_remote_code=model_config.trust_remote_code,
+            torch_dtype=model_config.teacher_dtype,
+            channels_last=model_config.teacher_channels_last,
+            compile=model_config.teacher_compile,
         )
     attach_transforms(data, processor, data_config)
+    if data_config.device_resident_data:  # decoded once here; the trainer moves it to its device
+        data.train = device_resident_train(
+            data.train, processor, data_config.random_crop_padding, data_config.horizontal_flip
+        )
 
     ema = EMACallback(training_args.ema_decay, processor=processor) if training_args.ema_decay else None
     trainer = DistillationTrainer(

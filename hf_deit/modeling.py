@@ -158,6 +158,7 @@ def build_student(
         model = model_class(config)
         init_tokens_like_deit(model)
         apply_drop_path(model, model_config.drop_path_rate)
+        model.set_attn_implementation(model_config.attn_implementation)
         return model, student_image_processor(model_config)
 
     path = model_config.student_model_name_or_path
@@ -176,6 +177,7 @@ def build_student(
         )
     resize_position_embeddings(model, model_config.image_size)
     apply_drop_path(model, model_config.drop_path_rate)
+    model.set_attn_implementation(model_config.attn_implementation)
     processor = student_image_processor(model_config)
     try:  # keep the checkpoint's normalisation unless the config sets one
         pretrained = DeiTImageProcessor.from_pretrained(path)

@@ -59,9 +59,17 @@ class TeacherWrapper(nn.Module):
         teacher_size: tuple[int, int],
         teacher_mean: Sequence[float],
         teacher_std: Sequence[float],
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.teacher = teacher.eval().requires_grad_(False)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            self.teacher.to(memory_format=torch.channels_last)
+        # Compiled as a function, not a module attribute: the wrapper's modules (and what accelerate moves
+        # and prepares) stay the teacher's own.
+        self._run_teacher = torch.compile(self.teacher.forward) if compile else self.teacher.forward
         permutation = label_permutation(teacher.config.id2label, student_label_names)
         self.identity_order = permutation == list(range(len(permutation)))
         self.register_buffer("permutation", torch.tensor(permutation, dtype=torch.long), persistent=False)
@@ -86,9 +94,16 @@ class TeacherWrapper(nn.Module):
             )
         return pixel_values
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.teacher.dtype
+
     @torch.no_grad()
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        logits = self.teacher(pixel_values=self.to_teacher_space(pixel_values)).logits
+        pixel_values = self.to_teacher_space(pixel_values.float()).to(self.dtype)
+        if self.memory_format is torch.channels_last and pixel_values.dim() == 4:
+            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
+        logits = self._run_teacher(pixel_values=pixel_values).logits
         if not self.identity_order:
             logits = logits.index_select(-1, self.permutation)
         return logits.float()
@@ -99,9 +114,17 @@ def load_teacher(
     student_label_names: Sequence[str],
     student_image_processor: Any,
     trust_remote_code: bool = False,
-    torch_dtype: Optional[torch.dtype] = None,
+    torch_dtype: Optional[torch.dtype | str] = None,
+    channels_last: bool = False,
+    compile: bool = False,
 ) -> TeacherWrapper:
-    """Load a teacher checkpoint (safetensors only) and its image processor, wrapped and frozen."""
+    """Load a teacher checkpoint (safetensors only) and its image processor, wrapped and frozen.
+
+    ``torch_dtype`` (e.g. ``"bfloat16"``) halves the teacher's memory and, on hardware with bf16 units,
+    its forward time; the logits it returns are float32 either way, so the loss is computed as before.
+    """
+    if isinstance(torch_dtype, str):
+        torch_dtype = getattr(torch, torch_dtype)
     if trust_remote_code:
         logger.warning("trust_remote_code=True: the teacher may run code from %s.", name_or_path)
     try:
@@ -127,4 +150,6 @@ def load_teacher(
         teacher_size=processor_size(teacher_processor),
         teacher_mean=teacher_processor.image_mean,
         teacher_std=teacher_processor.image_std,
+        channels_last=channels_last,
+        compile=compile,
     )

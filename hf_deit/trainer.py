@@ -25,6 +25,7 @@ from .augment import apply_mixup, build_mixup
 from .checkpointing import RobustCheckpointMixin, last_complete_checkpoint
 from .config import DistillationConfig
 from .determinism import keyed_sampler_for
+from .device_data import DeviceResidentImages, device_dataloader
 from .losses import deit_distillation_loss
 from .nonfinite import NonFiniteLossGuard, resolve_mode
 from .sampler import RepeatedAugmentationSampler
@@ -166,6 +167,19 @@ class DistillationTrainer(RobustCheckpointMixin, Trainer):
         if teacher_logits is not None:
             logits = logits + (teacher_logits.detach(),)
         return loss, logits, inputs["labels"]
+
+    def get_train_dataloader(self):
+        """A :class:`hf_deit.device_data.DeviceResidentImages` makes its batches on the device (no workers,
+        same sampler, sharded by Accelerate); any other training set goes through the Trainer's loader."""
+        if not isinstance(self.train_dataset, DeviceResidentImages):
+            return super().get_train_dataloader()
+        return device_dataloader(
+            self.train_dataset,
+            self._train_batch_size,
+            self._get_train_sampler(self.train_dataset),
+            self.accelerator,
+            drop_last=self.args.dataloader_drop_last,
+        )
 
     def _get_train_sampler(self, train_dataset=None):
         """Repeated augmentation or a seeded random order; for a dataset that takes sample keys

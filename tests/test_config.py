@@ -69,3 +69,31 @@ def test_missing_config_file():
 def test_invalid_values_fail_at_parse_time(flags, message):
     with pytest.raises(ValueError, match=message):
         parse_config(flags)
+
+
+@pytest.mark.parametrize("flag, value, names", [
+    ("--attn_implementation", "flash", "sdpa"),
+    ("--teacher_dtype", "int8", "bfloat16"),
+])
+def test_kernel_and_precision_keys_reject_unknown_values(flag, value, names):
+    with pytest.raises(ValueError, match=names):
+        parse_config([flag, value])
+
+
+def test_attention_kernels_give_the_same_student():
+    """sdpa (the default) and eager compute the same function: only the kernel differs."""
+    import torch
+
+    from hf_deit.modeling import build_student
+
+    id2label = {0: "a", 1: "b"}
+    args = ["--hidden_size", "32", "--num_hidden_layers", "2", "--num_attention_heads", "2", "--intermediate_size", "64",
+            "--patch_size", "8"]
+    torch.manual_seed(0)
+    sdpa, _ = build_student(parse_config(args)[0], id2label)
+    eager, _ = build_student(parse_config(args + ["--attn_implementation", "eager"])[0], id2label)
+    eager.load_state_dict(sdpa.state_dict())
+    assert (sdpa.config._attn_implementation, eager.config._attn_implementation) == ("sdpa", "eager")
+    pixels = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(sdpa.eval()(pixel_values=pixels).logits, eager.eval()(pixel_values=pixels).logits,
+                               rtol=1e-5, atol=1e-5)

@@ -105,3 +105,29 @@ def test_embedded_teacher_is_a_trained_cifar10_model(sample_dir, student_process
     pixels = student_processor(list(test["img"]), return_tensors="pt")["pixel_values"]
     accuracy = (teacher(pixels).argmax(-1) == torch.tensor(test["label"])).float().mean().item()
     assert accuracy > 0.75
+
+
+def test_bf16_channels_last_teacher_agrees_with_float32(sample_dir, student_processor):
+    """The precision options change the teacher's arithmetic, not its predictions, and its logits stay float32."""
+    from datasets import load_dataset
+
+    from helpers import EMBEDDED_TEACHER
+
+    reference = load_teacher(str(EMBEDDED_TEACHER), CIFAR10_NAMES, student_processor)
+    fast = load_teacher(str(EMBEDDED_TEACHER), CIFAR10_NAMES, student_processor, torch_dtype="bfloat16",
+                        channels_last=True)
+    assert fast.dtype == torch.bfloat16 and reference.dtype == torch.float32
+    pixels = student_processor(list(load_dataset(str(sample_dir), split="test[:64]")["img"]),
+                               return_tensors="pt")["pixel_values"]
+    expected, got = reference(pixels), fast(pixels)
+    assert got.dtype == torch.float32
+    assert (got.argmax(-1) == expected.argmax(-1)).float().mean() >= 0.95
+    assert (got.softmax(-1) - expected.softmax(-1)).abs().max() < 0.1
+
+
+def test_compiled_teacher_gives_the_same_logits(tiny_teacher, student_processor):
+    eager = load_teacher(str(tiny_teacher), CIFAR10_NAMES, student_processor)
+    compiled = load_teacher(str(tiny_teacher), CIFAR10_NAMES, student_processor, compile=True)
+    assert list(compiled.state_dict()) == list(eager.state_dict())  # no extra compiled-module copy
+    pixels = torch.randn(4, 3, 32, 32)
+    torch.testing.assert_close(compiled(pixels), eager(pixels), rtol=1e-4, atol=1e-4)

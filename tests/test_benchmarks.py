@@ -25,3 +25,57 @@ def test_reproduce_table_smoke(sample_dir, tiny_teacher, tmp_path):
     assert all(row["curve"] for row in saved["rows"])
     # The transformer-teacher row really distilled from the trained DeiT of row 0.
     assert saved["teacher"]["transformer_teacher_top1"] == saved["rows"][0]["metrics"]["eval_fused_top1"]
+
+
+def test_official_style_criterion_of_the_throughput_reference_matches_our_loss():
+    """The reference loop's loss (deit/losses.py as written) and ours are the same objective, so the
+    speed comparison compares the same work: soft with the official per-element KL, hard as is."""
+    import torch
+
+    from hf_deit.losses import deit_distillation_loss
+    from throughput import OfficialDistillationLoss
+
+    torch.manual_seed(0)
+    images = torch.randn(6, 3, 8, 8)
+    teacher_logits = torch.randn(6, 10)
+
+    class Teacher(torch.nn.Module):
+        def forward(self, pixel_values):
+            assert pixel_values is images
+            return type("Out", (), {"logits": teacher_logits})()
+
+    cls_logits, distill_logits, labels = torch.randn(6, 10), torch.randn(6, 10), torch.randint(0, 10, (6,))
+    for kind, reduction in (("soft", "elementwise_mean"), ("hard", "batchmean")):
+        official = OfficialDistillationLoss(Teacher(), kind, alpha=0.5, tau=3.0)(images, (cls_logits, distill_logits), labels)
+        ours = deit_distillation_loss(cls_logits, distill_logits, labels, teacher_logits, kind, 0.5, 3.0, reduction).loss
+        torch.testing.assert_close(official, ours)
+
+
+def test_throughput_benchmark_smoke(tmp_path):
+    import throughput
+
+    from helpers import TINY_STUDENT_ARGS
+
+    result = throughput.main(["--steps", "2", "--warmup", "1", "--repeats", "1", "--out", str(tmp_path / "throughput"),
+                              "--", *TINY_STUDENT_ARGS, "--max_train_samples", "256"])
+    assert set(result["rows"]) == {"none", "soft", "hard"}
+    for row in result["rows"].values():
+        assert row["trainer_images_per_s"] > 0 and row["reference_images_per_s"] > 0 and row["ratio"] > 0
+    assert result["floors"]["teacher_forward_s"] > 0
+    assert "| hard |" in result["markdown"]
+    assert json.loads((tmp_path / "throughput.json").read_text())["settings"]["steps"] == 2
+
+
+def test_precision_benchmark_smoke(tmp_path):
+    import precision
+
+    from helpers import TINY_STUDENT_ARGS
+
+    result = precision.main(["--steps", "2", "--warmup", "1", "--eval_samples", "32", "--variants", "fp32_sdpa",
+                             "eager", "teacher_bf16_cl", "fp16_autocast", "--out", str(tmp_path / "precision"),
+                             "--", *TINY_STUDENT_ARGS, "--max_train_samples", "256"])
+    rows = {row["variant"]: row for row in result["rows"]}
+    assert rows["fp16_autocast"].get("skipped", "").startswith("needs a GPU") or rows["fp16_autocast"]["images_per_s"] > 0
+    for name in ("fp32_sdpa", "eager", "teacher_bf16_cl"):
+        assert rows[name]["images_per_s"] > 0 and 0 <= rows[name]["fused_top1"] <= 1
+    assert "--attn_implementation eager" in result["markdown"]

@@ -1,0 +1,140 @@
+"""Precision and kernels: what each switch does to training speed and to accuracy, in one table.
+
+One short quickstart run per variant (same seed, data order and steps), through the product's own path
+(``build_distillation_run`` + ``trainer.train()``): images/s over the steps after warm-up (so a
+compilation is not counted; its one-off cost is reported separately), then top-1 of the fused head on
+the sample's 1,000 test images. Variants are switches users set in a config:
+
+  attn_implementation: sdpa | eager         student attention kernel
+  bf16: true (+ use_cpu on CPU)             autocast of student and teacher
+  teacher_dtype: bfloat16, teacher_channels_last: true
+  torch_compile: true, teacher_compile: true
+  fp16: true                                GPU only
+
+    python benchmarks/precision.py                         # ~12 min on 2 CPU cores
+    python benchmarks/precision.py --steps 6 --warmup 3 --variants fp32_sdpa eager --out /tmp/p   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_page import write_throughput_page  # noqa: E402
+from timing import RESULTS, StepTimer, machine, quickstart_argv  # noqa: E402
+
+from hf_deit.config import parse_config  # noqa: E402
+from hf_deit.distill import build_distillation_run  # noqa: E402
+
+CPU_FLAGS = ("--use_cpu", "true")
+VARIANTS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    # name: (label, flags, device it applies to: any | gpu)
+    "fp32_sdpa": ("fp32, SDPA attention (default)", (), "any"),
+    "eager": ("fp32, eager attention", ("--attn_implementation", "eager"), "any"),
+    "bf16_autocast": ("bf16 autocast", ("--bf16", "true"), "any"),
+    "teacher_bf16_cl": ("teacher bf16 + channels_last", ("--teacher_dtype", "bfloat16", "--teacher_channels_last", "true"), "any"),
+    "compile_student": ("torch.compile student", ("--torch_compile", "true"), "any"),
+    "compile_both": ("torch.compile student + teacher", ("--torch_compile", "true", "--teacher_compile", "true"), "any"),
+    "fp16_autocast": ("fp16 autocast", ("--fp16", "true"), "gpu"),
+}
+
+
+def run_variant(name: str, steps: int, warmup: int, scratch: str, eval_samples: int, dataset: str | None,
+                more: tuple[str, ...] = ()) -> dict:
+    label, flags, device = VARIANTS[name]
+    if device == "gpu" and not torch.cuda.is_available():
+        return {"variant": name, "label": label, "skipped": "needs a GPU (none on this machine)"}
+    extra = list(flags)
+    if not torch.cuda.is_available() and "--bf16" in flags:
+        extra += CPU_FLAGS  # transformers asks for use_cpu to autocast bf16 on a CPU
+    argv = quickstart_argv(f"{scratch}/{name}", "--max_steps", str(warmup + steps), "--logging_steps", "1000",
+                           "--max_eval_samples", str(eval_samples), *more, *extra, dataset=dataset)
+    model_config, data_config, training_args = parse_config(argv)
+    run = build_distillation_run(model_config, data_config, training_args)
+    timer = StepTimer(warmup_steps=warmup)
+    run.trainer.add_callback(timer)
+    start = time.perf_counter()
+    run.trainer.train()
+    total = time.perf_counter() - start
+    images_per_s = training_args.per_device_train_batch_size / timer.seconds_per_step
+    warmup_s = total - timer.seconds_per_step * steps
+    metrics = run.trainer.evaluate()
+    return {
+        "variant": name, "label": label, "flags": " ".join(extra), "images_per_s": images_per_s,
+        "warmup_seconds": warmup_s, "warmup_steps": warmup, "fused_top1": metrics["eval_fused_top1"],
+        "teacher_top1": metrics.get("eval_teacher_top1"), "eval_loss": metrics["eval_loss"],
+    }
+
+
+def markdown(result: dict) -> str:
+    settings = result["settings"]
+    rows = result["rows"]
+    base = next((r for r in rows if r["variant"] == "fp32_sdpa" and "images_per_s" in r), None)
+    lines = [
+        "## Precision and kernels",
+        "",
+        f"Short quickstart runs, one per variant: {settings['warmup']} warm-up + {settings['steps']} timed steps of "
+        f"batch 64 (hard distillation, same seed and data order), then the fused head's top-1 on "
+        f"{settings['eval_samples']} test images of the sample. {result['environment']['device']}, "
+        f"{result['environment']['torch_threads']} threads.",
+        "",
+        "| variant | config flags | train img/s | vs default | warm-up (incl. compile) | fused top-1 | Δ top-1 |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        if "skipped" in row:
+            lines.append(f"| {row['label']} | `{' '.join(VARIANTS[row['variant']][1])}` | - | - | - | - | "
+                         f"not run: {row['skipped']} |")
+            continue
+        speed = f"{row['images_per_s'] / base['images_per_s']:.2f}x" if base else "-"
+        delta = f"{100 * (row['fused_top1'] - base['fused_top1']):+.1f}" if base else "-"
+        lines.append(
+            f"| {row['label']} | `{row['flags'] or '(none)'}` | {row['images_per_s']:.1f} | {speed} | "
+            f"{row['warmup_seconds']:.0f} s | {100 * row['fused_top1']:.1f} | {delta} |"
+        )
+    lines += ["", f"Reproduce: `{settings['command']}`."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--eval_samples", type=int, default=1000)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--dataset_name", default=None)
+    parser.add_argument("--out", default=str(RESULTS / "precision"))
+    parser.add_argument("extra", nargs="*", help="more config flags for every variant, after --")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in args.variants:
+            row = run_variant(name, args.steps, args.warmup, scratch, args.eval_samples, args.dataset_name,
+                              tuple(args.extra))
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    result = {
+        "environment": machine(),
+        "settings": {"steps": args.steps, "warmup": args.warmup, "eval_samples": args.eval_samples,
+                     "command": "python benchmarks/precision.py " + " ".join(sys.argv[1:] if argv is None else argv)},
+        "rows": rows,
+    }
+    result["markdown"] = markdown(result)
+    print("\n" + result["markdown"])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    if out.resolve().parent == RESULTS.resolve():
+        write_throughput_page()
+    return result
+
+
+if __name__ == "__main__":
+    main()

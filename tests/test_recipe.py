@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+import hf_deit.teacher
 import hf_deit.trainer
 from hf_deit.config import DistillationConfig, ModelConfig, parse_config
 from hf_deit.distill import main
@@ -229,3 +230,38 @@ def test_finetune_pretrained_deit_at_another_resolution(sample_dir, tmp_path):
     from PIL import Image
 
     assert pipeline("image-classification", model=str(output))(Image.new("RGB", (50, 40)))[0]["label"] in CIFAR10_NAMES
+
+
+@pytest.mark.parametrize("distillation_type, teacher_calls_in_training", [("none", 0), ("hard", 4)])
+def test_teacher_runs_in_training_only_when_the_loss_reads_it(sample_dir, tiny_teacher, tmp_path, monkeypatch,
+                                                              distillation_type, teacher_calls_in_training):
+    """With `none` and a teacher configured (for its evaluation column), training skips the teacher's forward:
+    it was a third of every step's time for nothing (docs/results/throughput.md)."""
+    from hf_deit.distill import build_distillation_run
+
+    calls = {"train": 0, "eval": 0}
+    original = hf_deit.teacher.TeacherWrapper.forward
+
+    def counting_forward(self, pixel_values):
+        calls["train" if torch.is_grad_enabled() else "eval"] += 1
+        return original(self, pixel_values)
+
+    monkeypatch.setattr(hf_deit.teacher.TeacherWrapper, "forward", counting_forward)
+    run = build_distillation_run(*parse_config(tiny_args(sample_dir, tmp_path, "--teacher_model_name_or_path",
+                                                         str(tiny_teacher), "--distillation_type", distillation_type,
+                                                         "--max_steps", "4")))
+    training_calls = []
+    run.trainer.compute_loss_original = run.trainer.compute_loss
+
+    def spy(model, inputs, *args, **kwargs):
+        before = calls["train"] + calls["eval"]
+        result = run.trainer.compute_loss_original(model, inputs, *args, **kwargs)
+        if model.training:
+            training_calls.append(calls["train"] + calls["eval"] - before)
+        return result
+
+    run.trainer.compute_loss = spy
+    run.trainer.train()
+    assert sum(training_calls) == teacher_calls_in_training
+    metrics = run.trainer.evaluate()
+    assert "eval_teacher_top1" in metrics  # evaluation still reports the teacher

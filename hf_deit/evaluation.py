@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .config import DataConfig
-from .data import collate_fn, load_image_classification_data, make_eval_transform, processor_size
+from .data import collate_fn, load_image_classification_data, make_eval_transform, processor_size, undecoded
 from .hub import describe_dataset, is_local
 from .loading import default_device, load_student
 from .metrics import TopKAccuracy, head_accuracies
@@ -193,7 +193,8 @@ def evaluate_student(args: EvaluationArguments) -> dict[str, Any]:
     teacher = None
     if args.teacher:
         teacher = load_teacher(args.teacher, data.label_names, processor).to(device)
-    dataset = data.eval.with_transform(make_eval_transform(data, processor))
+    # Images stay undecoded until our transform: a corrupt one is skipped (or fails) naming its row, as in training.
+    dataset = undecoded(data.eval, data.image_column).with_transform(make_eval_transform(data, processor, data_config))
     loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate_fn, num_workers=args.num_workers)
 
     start = time.perf_counter()

@@ -367,3 +367,25 @@ def test_nonfinite_loss_stops_before_saving_and_keeps_the_last_checkpoint(mode, 
     assert all(torch.isfinite(p).all() for p in model.parameters())
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
+
+
+def test_evaluation_script_skips_a_corrupt_image_naming_its_row(tmp_path, tiny_teacher, caplog):
+    """scripts/evaluate_student.py decodes like training: the bad row is named and left out, not a crash
+    inside `datasets` without a row number."""
+    from hf_deit.evaluation import main as evaluate_main
+    from hf_deit.modeling import build_student
+
+    test = [(good_png(i), i % 10) for i in range(6)]
+    test[3] = (corrupt_images()["truncated jpeg"], 3)
+    features = Features({"image": ImageFeature(), "label": ClassLabel(names=CIFAR10_NAMES)})
+    root = write_dataset(tmp_path / "ds", {"train": test, "test": test}, features)
+    student, processor = build_student(ModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                   intermediate_size=64, patch_size=8),
+                                       dict(enumerate(CIFAR10_NAMES)))
+    student.save_pretrained(tmp_path / "student")
+    processor.save_pretrained(tmp_path / "student")
+    with caplog.at_level(logging.WARNING, logger="hf_deit.data"):
+        results = evaluate_main(["--student", str(tmp_path / "student"), "--dataset_name", str(root), "--split", "test",
+                                 "--output_dir", str(tmp_path / "eval"), "--benchmark_seconds", "0.1"])
+    assert results["num_images"] == 5
+    assert "evaluation row 3" in "\n".join(record.getMessage() for record in caplog.records)

@@ -338,7 +338,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         "device_resident": device_record,
         "goal": goal,
     }
-    result["markdown"] = markdown(result)
+    result["markdown"] = markdown(result) + f"\n\nReproduce: `{result['command'].strip()}`."
     print("\n" + result["markdown"])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
@@ -347,6 +347,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         f"```bash\n{result['command'].strip()}\n```\n\n" + result["markdown"] + "\n"
     )
     print(f"\nwrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    if out.resolve().parent == (REPO / "docs" / "results").resolve():
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from results_page import write_throughput_page
+
+        write_throughput_page()
     return result
 
 

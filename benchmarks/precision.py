@@ -63,11 +63,13 @@ def run_variant(name: str, steps: int, warmup: int, scratch: str, eval_samples: 
     start = time.perf_counter()
     run.trainer.train()
     total = time.perf_counter() - start
-    images_per_s = training_args.per_device_train_batch_size / timer.seconds_per_step
+    batch = training_args.per_device_train_batch_size
+    images_per_s = batch / timer.seconds_per_step
     warmup_s = total - timer.seconds_per_step * steps
     metrics = run.trainer.evaluate()
     return {
         "variant": name, "label": label, "flags": " ".join(extra), "images_per_s": images_per_s,
+        "images_per_s_median": batch / timer.median_seconds_per_step,
         "warmup_seconds": warmup_s, "warmup_steps": warmup, "fused_top1": metrics["eval_fused_top1"],
         "teacher_top1": metrics.get("eval_teacher_top1"), "eval_loss": metrics["eval_loss"],
     }
@@ -85,21 +87,31 @@ def markdown(result: dict) -> str:
         f"{settings['eval_samples']} test images of the sample. {result['environment']['device']}, "
         f"{result['environment']['torch_threads']} threads.",
         "",
-        "| variant | config flags | train img/s | vs default | warm-up (incl. compile) | fused top-1 | Δ top-1 |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| variant | config flags | train img/s (median step) | vs default | mean img/s | warm-up (incl. compile) | "
+        "fused top-1 | Δ top-1 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         if "skipped" in row:
-            lines.append(f"| {row['label']} | `{' '.join(VARIANTS[row['variant']][1])}` | - | - | - | - | "
+            lines.append(f"| {row['label']} | `{' '.join(VARIANTS[row['variant']][1])}` | - | - | - | - | - | "
                          f"not run: {row['skipped']} |")
             continue
-        speed = f"{row['images_per_s'] / base['images_per_s']:.2f}x" if base else "-"
+        median_speed = row.get("images_per_s_median")
+        base_speed = base.get("images_per_s_median") if base else None
+        if median_speed and base_speed:
+            speed = f"{median_speed / base_speed:.2f}x"
+        else:  # measured before per-step times were kept: compare means
+            speed = f"{row['images_per_s'] / base['images_per_s']:.2f}x (means)" if base else "-"
         delta = f"{100 * (row['fused_top1'] - base['fused_top1']):+.1f}" if base else "-"
         lines.append(
-            f"| {row['label']} | `{row['flags'] or '(none)'}` | {row['images_per_s']:.1f} | {speed} | "
-            f"{row['warmup_seconds']:.0f} s | {100 * row['fused_top1']:.1f} | {delta} |"
+            f"| {row['label']} | `{row['flags'] or '(none)'}` | {f'{median_speed:.1f}' if median_speed else '-'} | "
+            f"{speed} | {row['images_per_s']:.1f} | {row['warmup_seconds']:.0f} s | {100 * row['fused_top1']:.1f} | {delta} |"
         )
-    lines += ["", f"Reproduce: `{settings['command']}`."]
+    if any("images_per_s_median" not in row for row in rows if "skipped" not in row):
+        lines += ["", "A row without a median was measured before the benchmark recorded per-step times; its speed "
+                      "is the mean over its timed steps."]
+    commands = list(dict.fromkeys(row.get("command", settings["command"]) for row in rows))
+    lines += ["", "Reproduce: " + "; then ".join(f"`{command}`" for command in commands) + "."]
     return "\n".join(lines)
 
 
@@ -111,24 +123,33 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--dataset_name", default=None)
     parser.add_argument("--out", default=str(RESULTS / "precision"))
+    parser.add_argument("--update", action="store_true",
+                        help="keep the rows of variants not run now from the existing OUT.json (re-run one variant)")
     parser.add_argument("extra", nargs="*", help="more config flags for every variant, after --")
     args = parser.parse_args(argv)
+    out = Path(args.out)
+    kept = {}
+    if args.update and out.with_suffix(".json").exists():
+        kept = {row["variant"]: row for row in json.loads(out.with_suffix(".json").read_text())["rows"]}
+    command = "python benchmarks/precision.py " + " ".join(sys.argv[1:] if argv is None else argv).rstrip()
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.variants:
             row = run_variant(name, args.steps, args.warmup, scratch, args.eval_samples, args.dataset_name,
                               tuple(args.extra))
+            row["command"] = command
             print(json.dumps(row), flush=True)
             rows.append(row)
+    fresh = {row["variant"]: row for row in rows}
+    rows = [fresh.get(name) or kept[name] for name in VARIANTS if name in fresh or name in kept]
     result = {
         "environment": machine(),
         "settings": {"steps": args.steps, "warmup": args.warmup, "eval_samples": args.eval_samples,
-                     "command": "python benchmarks/precision.py " + " ".join(sys.argv[1:] if argv is None else argv)},
+                     "command": command},
         "rows": rows,
     }
     result["markdown"] = markdown(result)
     print("\n" + result["markdown"])
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     if out.resolve().parent == RESULTS.resolve():

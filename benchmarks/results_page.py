@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
-SECTIONS = (
-    ("throughput", "python benchmarks/throughput.py"),
-    ("input_pipeline", "python benchmarks/input_pipeline.py"),
-    ("precision", "python benchmarks/precision.py"),
-    ("scaling", "python benchmarks/scaling.py"),
+SECTIONS = (  # (JSON name, the command that writes it, the section's title if its Markdown has none)
+    ("throughput", "python benchmarks/throughput.py", "Trainer vs a hand-written loop"),
+    ("input_pipeline", "python benchmarks/input_pipeline.py", "Input pipeline vs training step"),
+    ("precision", "python benchmarks/precision.py", "Precision and kernels"),
+    ("scaling", "python benchmarks/scaling.py", "How cost grows"),
 )
 HEADER = """# Speed and scale (issue 5)
 
@@ -27,10 +27,17 @@ typed in by hand. The distributed-correctness checks (2 CPU ranks, gloo) are tes
 
 def write_throughput_page(results: Path = RESULTS) -> Path:
     parts = [HEADER]
-    for name, command in SECTIONS:
+    for name, command, title in SECTIONS:
         path = results / f"{name}.json"
-        section = json.loads(path.read_text()).get("markdown") if path.exists() else None
-        parts.append(section if section else f"## {name}\n\nNot measured yet: run `{command}`.")
+        section = (json.loads(path.read_text()).get("markdown") or "").strip() if path.exists() else ""
+        if not section:
+            section = f"Not measured yet: run `{command}`."
+        if not section.startswith("#"):
+            section = f"## {title}\n\n{section}"
+        parts.append(section)
+    notes = results / "throughput_notes.md"  # the hand-written reading of the measured tables
+    if notes.exists():
+        parts.append(notes.read_text())
     page = results / "throughput.md"
     page.write_text("\n\n".join(part.strip() for part in parts) + "\n")
     return page

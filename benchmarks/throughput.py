@@ -31,11 +31,17 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoImageProcessor, AutoModelForImageClassification, get_cosine_schedule_with_warmup, set_seed
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    TrainerCallback,
+    get_cosine_schedule_with_warmup,
+    set_seed,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import write_throughput_page  # noqa: E402
-from timing import RESULTS, StepTimer, machine, median, quickstart_argv  # noqa: E402
+from timing import RESULTS, machine, median, quickstart_argv  # noqa: E402
 
 from hf_deit.config import parse_config  # noqa: E402
 from hf_deit.data import attach_transforms, collate_fn, load_image_classification_data  # noqa: E402
@@ -43,16 +49,6 @@ from hf_deit.distill import build_distillation_run  # noqa: E402
 from hf_deit.modeling import build_student  # noqa: E402
 
 MODES = ("none", "soft", "hard")
-
-
-def trainer_seconds_per_step(argv: list[str], steps: int) -> float:
-    """(a): the product's own path, timed from the inside by a callback."""
-    model_config, data_config, training_args = parse_config(argv)
-    run = build_distillation_run(model_config, data_config, training_args)
-    timer = StepTimer(warmup_steps=training_args.max_steps - steps)
-    run.trainer.add_callback(timer)
-    run.trainer.train()
-    return timer.seconds_per_step
 
 
 class OfficialDistillationLoss(torch.nn.Module):
@@ -89,51 +85,85 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
 
 
-def reference_seconds_per_step(argv: list[str], steps: int) -> float:
-    """(b): the official engine's loop, by hand, on the same student, teacher and dataset object."""
-    model_config, data_config, args = parse_config(argv)
-    set_seed(args.seed)
-    data = load_image_classification_data(data_config, seed=args.seed)
-    student, processor = build_student(model_config, data.id2label)
-    teacher = AutoModelForImageClassification.from_pretrained(model_config.teacher_model_name_or_path).eval()
-    teacher.requires_grad_(False)
-    teacher_processor = AutoImageProcessor.from_pretrained(model_config.teacher_model_name_or_path)
-    if (list(teacher_processor.image_mean), list(teacher_processor.image_std)) != (
-        list(processor.image_mean), list(processor.image_std)
-    ):
-        raise SystemExit("The reference loop feeds the student's batch to the teacher as is: use a teacher with the "
-                         "student's normalisation (the embedded one has it).")
-    attach_transforms(data, processor, data_config)
-    loader = torch.utils.data.DataLoader(
-        data.train, batch_size=args.per_device_train_batch_size, shuffle=True, drop_last=True,
-        collate_fn=collate_fn, num_workers=args.dataloader_num_workers,
-    )
-    optimizer = torch.optim.AdamW(parameter_groups(student, args.weight_decay), lr=args.learning_rate,
-                                  betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
-    total_steps = args.max_steps
-    scheduler = get_cosine_schedule_with_warmup(optimizer, args.get_warmup_steps(total_steps), total_steps)
-    criterion = OfficialDistillationLoss(teacher, args.distillation_type, args.distillation_alpha,
-                                         args.distillation_tau)
-    warmup = total_steps - steps
-    student.train()
-    start = None
-    batches = itertools.chain.from_iterable(itertools.repeat(loader))
-    for step, batch in zip(range(1, total_steps + 1), batches):
+class ReferenceLoop:
+    """(b): the official engine's loop, by hand, on the same student, teacher and dataset object; one
+    :meth:`step` is one iteration of ``engine.train_one_epoch`` (next batch, forward, loss, backward, clip,
+    AdamW, schedule)."""
+
+    def __init__(self, argv: list[str]) -> None:
+        model_config, data_config, args = parse_config(argv)
+        set_seed(args.seed)
+        data = load_image_classification_data(data_config, seed=args.seed)
+        self.student, processor = build_student(model_config, data.id2label)
+        teacher = AutoModelForImageClassification.from_pretrained(model_config.teacher_model_name_or_path).eval()
+        teacher.requires_grad_(False)
+        teacher_processor = AutoImageProcessor.from_pretrained(model_config.teacher_model_name_or_path)
+        if (list(teacher_processor.image_mean), list(teacher_processor.image_std)) != (
+            list(processor.image_mean), list(processor.image_std)
+        ):
+            raise SystemExit("The reference loop feeds the student's batch to the teacher as is: use a teacher with "
+                             "the student's normalisation (the embedded one has it).")
+        attach_transforms(data, processor, data_config)
+        loader = torch.utils.data.DataLoader(
+            data.train, batch_size=args.per_device_train_batch_size, shuffle=True, drop_last=True,
+            collate_fn=collate_fn, num_workers=args.dataloader_num_workers,
+        )
+        self.batches = itertools.chain.from_iterable(itertools.repeat(loader))  # epoch after epoch
+        self.optimizer = torch.optim.AdamW(parameter_groups(self.student, args.weight_decay), lr=args.learning_rate,
+                                           betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
+        self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, args.get_warmup_steps(args.max_steps),
+                                                         args.max_steps)
+        self.criterion = OfficialDistillationLoss(teacher, args.distillation_type, args.distillation_alpha,
+                                                  args.distillation_tau)
+        self.max_grad_norm = args.max_grad_norm
+        self.student.train()
+
+    def step(self) -> None:
+        batch = next(self.batches)
         samples, targets = batch["pixel_values"], batch["labels"]
-        outputs = student(pixel_values=samples)
-        loss = criterion(samples, (outputs.cls_logits, outputs.distillation_logits), targets)
+        outputs = self.student(pixel_values=samples)
+        loss = self.criterion(samples, (outputs.cls_logits, outputs.distillation_logits), targets)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise SystemExit(f"Loss is {loss_value}, stopping training")
-        optimizer.zero_grad()
+        self.optimizer.zero_grad()
         loss.backward()
-        if args.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(student.parameters(), args.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        if step == warmup:
-            start = time.perf_counter()
-    return (time.perf_counter() - start) / steps
+        if self.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+
+
+class Interleave(TrainerCallback):
+    """Runs one reference step after each Trainer step, so both paths see the same moment of a shared,
+    noisy machine (whose speed drifts by +-30% over minutes here). The Trainer's step is timed from the end
+    of the previous reference step to its own end: fetch, forward, backward, optimizer, scheduler, logging."""
+
+    def __init__(self, reference: ReferenceLoop, warmup_steps: int) -> None:
+        self.reference, self.warmup_steps = reference, warmup_steps
+        self.trainer_seconds: list[float] = []
+        self.reference_seconds: list[float] = []
+        self._resumed: float | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        trainer_done = time.perf_counter()
+        self.reference.step()
+        reference_done = time.perf_counter()
+        if state.global_step > self.warmup_steps and self._resumed is not None:
+            self.trainer_seconds.append(trainer_done - self._resumed)
+            self.reference_seconds.append(reference_done - trainer_done)
+        self._resumed = time.perf_counter()
+
+
+def interleaved_step_seconds(argv: list[str], steps: int) -> tuple[list[float], list[float]]:
+    """(a) ``build_distillation_run`` + ``trainer.train()``, with (b) stepping in lock-step beside it."""
+    model_config, data_config, training_args = parse_config(argv)
+    reference = ReferenceLoop(argv)
+    run = build_distillation_run(model_config, data_config, training_args)
+    interleave = Interleave(reference, warmup_steps=training_args.max_steps - steps)
+    run.trainer.add_callback(interleave)
+    run.trainer.train()
+    return interleave.trainer_seconds, interleave.reference_seconds
 
 
 def time_call(function: Callable[[], object], repeats: int, warmup: int = 3) -> float:
@@ -174,82 +204,97 @@ def floors(argv: list[str], batch_size: int, repeats: int) -> dict[str, float]:
 
 def markdown(result: dict) -> str:
     settings, rows, floor = result["settings"], result["rows"], result["floors"]
+    batch = settings["batch_size"]
+    floor_ratio = (floor["student_step_s"] + floor["teacher_forward_s"]) / floor["student_step_s"]
     lines = [
         "## (a) `DistillationTrainer` vs (b) a hand-written official-style loop",
         "",
-        f"Training images/s, median of {settings['repeats']} interleaved runs of {settings['steps']} timed steps after "
-        f"{settings['warmup']} warm-up steps; batch {settings['batch_size']}, quickstart student and teacher, "
-        f"{settings['data']} (decode + crop/flip on {settings['workers']} workers), {result['environment']['device']}, "
-        f"{result['environment']['torch_threads']} threads.",
+        "Both paths run in one process, **step by step in lock-step** (one Trainer step, then one reference step, "
+        "then the next Trainer step...), so both see the same moment of this shared machine, whose speed drifts by "
+        "+-30% over minutes. Training images/s = batch / median step time over "
+        f"{settings['repeats']} run(s) x {settings['steps']} timed steps per path and mode (after {settings['warmup']} "
+        f"warm-up steps); batch "
+        f"{batch}, quickstart student and teacher, {settings['data']} (decode + crop/flip in the main process, "
+        f"{settings['workers']} workers), {result['environment']['device']}, {result['environment']['torch_threads']} "
+        "threads. **(a)/(b)** is the median over step pairs of (b)'s step time / (a)'s; the ratio of the mean step "
+        "times is in the next column.",
         "",
-        "| distillation | (a) hf-deit Trainer img/s | (b) reference loop img/s | (a)/(b) | step time vs none, (a) | floor: + teacher forward |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| distillation | (a) hf-deit Trainer img/s | (b) reference loop img/s | **(a)/(b)** | (a)/(b) by mean step | "
+        "step time vs `none`: (a) | (b) | floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    none_step = 1.0 / rows["none"]["trainer_images_per_s"] * settings["batch_size"]
+    none = rows.get("none")
     for mode in MODES:
+        if mode not in rows:
+            continue
         row = rows[mode]
-        step = settings["batch_size"] / row["trainer_images_per_s"]
-        overhead = step / none_step
-        floor_text = "1.00" if mode == "none" else f"{(floor['student_step_s'] + floor['teacher_forward_s']) / floor['student_step_s']:.2f}"
+        overhead_a = none["trainer_images_per_s"] / row["trainer_images_per_s"] if none else float("nan")
+        overhead_b = none["reference_images_per_s"] / row["reference_images_per_s"] if none else float("nan")
+        floor_text = "1.00" if mode == "none" else f"{floor_ratio:.2f}"
         lines.append(
             f"| {mode} | {row['trainer_images_per_s']:.1f} | {row['reference_images_per_s']:.1f} | "
-            f"**{row['ratio']:.3f}** | {overhead:.2f}x | {floor_text}x |"
+            f"**{row['ratio']:.3f}** | {row['ratio_by_mean']:.3f} | {overhead_a:.2f}x | {overhead_b:.2f}x | {floor_text}x |"
         )
     lines += [
         "",
-        f"Alone, on one fixed batch of {settings['batch_size']}: the student's training step (forward + backward + AdamW) "
-        f"takes {1000 * floor['student_step_s']:.0f} ms and the teacher's forward {1000 * floor['teacher_forward_s']:.0f} ms, "
-        "so distillation cannot cost less than "
-        f"{(floor['student_step_s'] + floor['teacher_forward_s']) / floor['student_step_s']:.2f}x a `none` step.",
+        f"Floor: alone, on one fixed batch of {batch}, the student's training step (forward + backward + AdamW) takes "
+        f"{1000 * floor['student_step_s']:.0f} ms and the teacher's forward {1000 * floor['teacher_forward_s']:.0f} ms, "
+        f"so a distillation step cannot cost less than {floor_ratio:.2f}x a `none` step.",
         "",
-        "Every run's numbers (images/s per repeat) are in `throughput.json`. Reproduce: "
-        f"`{settings['command']}`.",
+        f"Per-step times of every run are in `throughput.json`. Reproduce: `{settings['command']}`.",
     ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=30, help="timed steps per run")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of (a) and (b) per mode")
+    parser.add_argument("--steps", type=int, default=40, help="timed steps per run (each path)")
+    parser.add_argument("--warmup", type=int, default=4, help="untimed steps first")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per mode")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--dataset_name", default=None, help="default: the shipped data/cifar10-sample")
     parser.add_argument("--out", default=str(RESULTS / "throughput"), help="writes OUT.json (and the page)")
     parser.add_argument("extra", nargs="*", help="more config flags for both paths, after --")
     args = parser.parse_args(argv)
-    command = "python benchmarks/throughput.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python benchmarks/throughput.py " + " ".join(sys.argv[1:] if argv is None else argv).rstrip()
 
-    per_run: dict[str, dict[str, list[float]]] = {mode: {"trainer": [], "reference": []} for mode in args.modes}
+    steps: dict[str, dict[str, list[list[float]]]] = {mode: {"trainer": [], "reference": []} for mode in args.modes}
     with tempfile.TemporaryDirectory() as scratch:
         for repeat in range(args.repeats):
             for mode in args.modes:
                 argv = quickstart_argv(scratch, "--distillation_type", mode, "--max_steps",
                                        str(args.warmup + args.steps), *args.extra, dataset=args.dataset_name)
-                model_config, _, training_args = parse_config(argv)
-                batch = training_args.per_device_train_batch_size
-                for path, function in (("trainer", trainer_seconds_per_step), ("reference", reference_seconds_per_step)):
-                    seconds = function(argv, args.steps)
-                    per_run[mode][path].append(batch / seconds)
-                    print(f"repeat {repeat} {mode:>4} {path:>9}: {batch / seconds:7.1f} img/s", flush=True)
-        floor = floors(argv, batch, repeats=max(10, args.steps // 2))
+                batch = parse_config(argv)[2].per_device_train_batch_size
+                trainer_seconds, reference_seconds = interleaved_step_seconds(argv, args.steps)
+                for path, seconds in (("trainer", trainer_seconds), ("reference", reference_seconds)):
+                    steps[mode][path].append(seconds)
+                print(f"repeat {repeat} {mode:>4}: trainer {batch / median(trainer_seconds):6.1f} img/s, reference "
+                      f"{batch / median(reference_seconds):6.1f} img/s (medians)", flush=True)
+        floor = floors(argv, batch, repeats=max(10, args.steps))
 
     rows = {}
-    for mode, runs in per_run.items():
-        trainer, reference = median(runs["trainer"]), median(runs["reference"])
-        rows[mode] = {"trainer_images_per_s": trainer, "reference_images_per_s": reference,
-                      "ratio": trainer / reference, "runs": runs}
+    for mode, runs in steps.items():
+        pooled = {path: [t for run in runs[path] for t in run] for path in runs}
+        by_median = {path: batch / median(times) for path, times in pooled.items()}
+        by_mean = {path: batch * len(times) / sum(times) for path, times in pooled.items()}
+        pairs = [b / a for a, b in zip(pooled["trainer"], pooled["reference"])]  # per step: (a) speed / (b) speed
+        rows[mode] = {
+            "trainer_images_per_s": by_median["trainer"], "reference_images_per_s": by_median["reference"],
+            "ratio": median(pairs), "ratio_of_medians": by_median["trainer"] / by_median["reference"],
+            "trainer_images_per_s_by_mean": by_mean["trainer"], "reference_images_per_s_by_mean": by_mean["reference"],
+            "ratio_by_mean": by_mean["trainer"] / by_mean["reference"],
+            "step_seconds": runs,
+        }
     result = {
         "environment": machine(),
         "settings": {"steps": args.steps, "warmup": args.warmup, "repeats": args.repeats, "batch_size": batch,
-                     "workers": training_args.dataloader_num_workers, "command": command,
+                     "workers": parse_config(argv)[2].dataloader_num_workers, "command": command,
                      "data": "shipped CIFAR-10 sample" if args.dataset_name is None else args.dataset_name},
         "floors": floor,
         "rows": rows,
     }
-    if set(MODES) <= set(rows):
-        result["markdown"] = markdown(result)
-        print("\n" + result["markdown"])
+    result["markdown"] = markdown(result)
+    print("\n" + result["markdown"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))

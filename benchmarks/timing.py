@@ -20,27 +20,36 @@ RESULTS = REPO / "docs" / "results"
 
 
 class StepTimer(TrainerCallback):
-    """Wall time of training steps ``warmup_steps + 1 .. max_steps`` (data loading, forward, backward,
-    optimizer, scheduler, logging: everything the Trainer does per step)."""
+    """Wall time of each training step after ``warmup_steps`` (data loading, forward, backward, optimizer,
+    scheduler, logging: everything the Trainer does per step), from one step's end to the next's."""
 
     def __init__(self, warmup_steps: int) -> None:
         self.warmup_steps = warmup_steps
-        self.start: Optional[float] = None
-        self.end: Optional[float] = None
-        self.steps = 0
+        self.step_seconds: list[float] = []
+        self._last: Optional[float] = None
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.warmup_steps:
-            self.start = time.perf_counter()
-        elif state.global_step > self.warmup_steps:
-            self.end = time.perf_counter()
-            self.steps = state.global_step - self.warmup_steps
+        now = time.perf_counter()
+        if state.global_step > self.warmup_steps and self._last is not None:
+            self.step_seconds.append(now - self._last)
+        if state.global_step >= self.warmup_steps:
+            self._last = now
+
+    @property
+    def steps(self) -> int:
+        return len(self.step_seconds)
 
     @property
     def seconds_per_step(self) -> float:
-        if self.start is None or self.end is None or not self.steps:
+        """Mean over the timed steps: the throughput a run sees."""
+        if not self.step_seconds:
             raise RuntimeError("StepTimer saw no timed step: max_steps must exceed warmup_steps.")
-        return (self.end - self.start) / self.steps
+        return sum(self.step_seconds) / len(self.step_seconds)
+
+    @property
+    def median_seconds_per_step(self) -> float:
+        """Median over the timed steps: robust to bursts of load from other tenants of a shared machine."""
+        return median(self.step_seconds)
 
 
 def quickstart_argv(output_dir: str | os.PathLike, *overrides: str, dataset: Optional[str] = None) -> list[str]:

@@ -187,8 +187,8 @@ def markdown(result: dict) -> str:
     model = result["model"]["images_per_s"]
     setup = result["setup"]
     lines = [
-        f"| input pipeline | augmentation | workers | pipeline alone (img/s) | pipeline / model | "
-        f"training with this pipeline (img/s) |",
+        "| input pipeline | augmentation | workers | pipeline alone (img/s) | pipeline / model | "
+        "training with this pipeline (img/s) |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for row in result["rows"]:

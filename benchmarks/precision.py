@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_page import write_throughput_page  # noqa: E402
+from results_page import save_section  # noqa: E402
 from timing import RESULTS, StepTimer, machine, quickstart_argv  # noqa: E402
 
 from hf_deit.config import parse_config  # noqa: E402
@@ -149,11 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
     }
     result["markdown"] = markdown(result)
-    print("\n" + result["markdown"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    if out.resolve().parent == RESULTS.resolve():
-        write_throughput_page()
+    save_section(result, out)
     return result
 
 

@@ -43,5 +43,14 @@ def write_throughput_page(results: Path = RESULTS) -> Path:
     return page
 
 
+def save_section(result: dict, out: Path) -> None:
+    """Print a benchmark's Markdown section, write ``OUT.json``, and refresh the page when OUT is in docs/results."""
+    print("\n" + result["markdown"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    if out.resolve().parent == RESULTS.resolve():
+        write_throughput_page()
+
+
 if __name__ == "__main__":
     print(write_throughput_page())

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import sys
 import tempfile
@@ -40,7 +39,7 @@ from transformers import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_page import write_throughput_page  # noqa: E402
+from results_page import save_section  # noqa: E402
 from timing import RESULTS, machine, median, quickstart_argv  # noqa: E402
 
 from hf_deit.config import parse_config  # noqa: E402
@@ -294,12 +293,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
     }
     result["markdown"] = markdown(result)
-    print("\n" + result["markdown"])
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    if out.resolve().parent == RESULTS.resolve():
-        write_throughput_page()
+    save_section(result, Path(args.out))
     return result
 
 

@@ -7,7 +7,6 @@ Students are plain transformers models: everything we save loads with stock
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 import torch
 

@@ -79,3 +79,14 @@ def test_precision_benchmark_smoke(tmp_path):
     for name in ("fp32_sdpa", "eager", "teacher_bf16_cl"):
         assert rows[name]["images_per_s"] > 0 and 0 <= rows[name]["fused_top1"] <= 1
     assert "--attn_implementation eager" in result["markdown"]
+
+
+def test_input_pipeline_benchmark_smoke(sample_dir, tmp_path):
+    import input_pipeline
+
+    from helpers import TINY_STUDENT_ARGS
+
+    result = input_pipeline.main(["--quick", "--dataset_name", str(sample_dir), "--workers", "0", "--no_end_to_end",
+                                  "--out", str(tmp_path / "input_pipeline"), "--extra", *TINY_STUDENT_ARGS])
+    assert "| input pipeline |" in result["markdown"] and "Reproduce:" in result["markdown"]
+    assert json.loads((tmp_path / "input_pipeline.json").read_text())["markdown"] == result["markdown"]

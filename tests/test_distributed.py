@@ -52,14 +52,16 @@ def test_ranks_see_disjoint_shards_of_the_repeated_stream(two_ranks):
     assert [r["world_size"] for r in ranks] == [2, 2]
     first, second = (r["train_indices_epoch0"] for r in ranks)
     assert len(first) == len(second) == 48  # 96 images / 2 processes: one pass worth of compute
-    # With 3 repeats dealt round-robin to 2 processes, an image's copies alternate between them:
-    # each rank's copy count of an image differs by at most one from the other's.
-    from collections import Counter
-
-    a, b = Counter(first), Counter(second)
-    assert set(a) | set(b), "no indices"
-    assert all(abs(a[i] - b[i]) <= 1 for i in set(a) | set(b))
     assert all(0 <= i < 96 for i in first + second)
+    # The official RASampler deals the stream [p0, p0, p0, p1, p1, p1, ...] round-robin: rank 0 takes
+    # its even positions, rank 1 its odd ones. Interleaving what the two ranks saw must give that
+    # stream back: runs of 3 copies of one image, a different image in every run. Two ranks that saw
+    # the same batches (an undistributed sampler, or two world-size-1 processes) cannot pass this.
+    stream = [index for pair in zip(first, second) for index in pair]
+    runs = [stream[start:start + 3] for start in range(0, len(stream), 3)]
+    assert all(len(set(run)) == 1 for run in runs), runs[:4]
+    assert len({run[0] for run in runs}) == len(runs) == 32
+    assert first != second
 
 
 def test_weights_identical_across_ranks_after_training(two_ranks):

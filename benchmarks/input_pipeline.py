@@ -41,6 +41,9 @@ from typing import Any, Iterator, Optional, Sequence
 import torch
 from transformers import TrainerCallback
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import machine  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
 RECIPE = REPO / "configs" / "recipes" / "deit_official.yaml"
@@ -323,7 +326,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         mixup["config"] = ", ".join(f"{k} {recipe[k]}" for k in RECIPE_STEP_KEYS[:2])
     result = {
         "setup": {
-            "machine": f"{cores()} CPU cores ({platform.machine()})" + (
+            "machine": f"{cores()} CPU cores ({platform.machine()}; {', '.join(machine()['cpu_features']) or 'no AVX2'})" + (
                 f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ", no GPU"),
             "cores": cores(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "device": str(device), "dataset_name": args.dataset_name, "train_images": train_images,

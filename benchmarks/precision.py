@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
-from timing import RESULTS, StepTimer, machine, quickstart_argv  # noqa: E402
+from timing import RESULTS, StepTimer, describe_machine, machine, quickstart_argv, same_machine  # noqa: E402
 
 from hf_deit.config import parse_config  # noqa: E402
 from hf_deit.distill import build_distillation_run  # noqa: E402
@@ -84,8 +84,7 @@ def markdown(result: dict) -> str:
         "",
         f"Short quickstart runs, one per variant: {settings['warmup']} warm-up + {settings['steps']} timed steps of "
         f"batch 64 (hard distillation, same seed and data order), then the fused head's top-1 on "
-        f"{settings['eval_samples']} test images of the sample. {result['environment']['device']}, "
-        f"{result['environment']['torch_threads']} threads.",
+        f"{settings['eval_samples']} test images of the sample. {describe_machine(result['environment'])}.",
         "",
         "| variant | config flags | train img/s (median step) | vs default | mean img/s | warm-up (incl. compile) | "
         "fused top-1 | Δ top-1 |",
@@ -115,6 +114,26 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def rows_measured_here(previous: dict, rerun: set[str]) -> dict[str, dict]:
+    """The rows of an earlier result that ``--update`` may keep: those timed on this same kind of machine.
+
+    A row from another CPU (other instruction sets: bf16 went from 12x slower than fp32 to 2x faster between
+    two of this project's machines), another torch or thread count would sit in the table as if comparable.
+    """
+    kept = {}
+    for row in previous.get("rows", []):
+        if row["variant"] in rerun or "skipped" in row:
+            continue
+        environment = row.get("environment", previous.get("environment", {}))
+        if same_machine(environment, machine()):
+            kept[row["variant"]] = row
+        else:
+            print(f"--update: dropping the {row['variant']} row, timed on {describe_machine(environment)}, not on "
+                  f"this machine ({describe_machine(machine())}): re-run it with --variants {row['variant']}.",
+                  file=sys.stderr)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=120)
@@ -130,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     kept = {}
     if args.update and out.with_suffix(".json").exists():
-        kept = {row["variant"]: row for row in json.loads(out.with_suffix(".json").read_text())["rows"]}
+        kept = rows_measured_here(json.loads(out.with_suffix(".json").read_text()), set(args.variants))
     command = "python benchmarks/precision.py " + " ".join(sys.argv[1:] if argv is None else argv).rstrip()
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -138,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
             row = run_variant(name, args.steps, args.warmup, scratch, args.eval_samples, args.dataset_name,
                               tuple(args.extra))
             row["command"] = command
+            row["environment"] = machine()
             print(json.dumps(row), flush=True)
             rows.append(row)
     fresh = {row["variant"]: row for row in rows}

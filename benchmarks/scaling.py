@@ -41,9 +41,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import TrainerCallback
 
-from hf_deit.config import ModelConfig, parse_config
-from hf_deit.distill import build_distillation_run
-from hf_deit.modeling import STUDENT_PRESETS, student_class, student_config
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import cpu_model_and_flags  # noqa: E402
+
+from hf_deit.config import ModelConfig, parse_config  # noqa: E402
+from hf_deit.distill import build_distillation_run  # noqa: E402
+from hf_deit.modeling import STUDENT_PRESETS, student_class, student_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 COMMAND = "python benchmarks/scaling.py"
@@ -312,18 +315,11 @@ def repo_relative(path: str) -> str:
 
 
 def cpu_info() -> dict:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    model, flags = cpu_model_and_flags()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "cpu": model, "cores": cores, "avx2": "avx2" in flags, "avx512": any(f.startswith("avx512") for f in flags),
+        "bf16": bool(flags & {"avx512_bf16", "amx_bf16"}),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "python": platform.python_version(),
     }
@@ -338,7 +334,7 @@ def markdown_section(result: dict) -> str:
         "## How cost grows",
         "",
         f"Measured on {env['cores']} CPU cores ({env['cpu']}, {'AVX2' if env['avx2'] else 'no AVX2'}"
-        f"{', AVX-512' if env['avx512'] else ''}; torch {env['torch']}, {env['threads']} "
+        f"{', AVX-512' if env['avx512'] else ''}{', AVX512-BF16' if env.get('bf16') else ''}; torch {env['torch']}, {env['threads']} "
         f"thread{'s' if env['threads'] != 1 else ''}) on "
         f"{result['date']}{' — QUICK MODE: tiny models, timings meaningless' if result['settings']['quick'] else ''}.",
         f"Reproduce: `{result['command']}` (about {result['settings']['expected_minutes']} min; "

@@ -40,7 +40,7 @@ from transformers import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
-from timing import RESULTS, machine, median, quickstart_argv  # noqa: E402
+from timing import RESULTS, describe_machine, machine, median, quickstart_argv  # noqa: E402
 
 from hf_deit.config import parse_config  # noqa: E402
 from hf_deit.data import attach_transforms, collate_fn, load_image_classification_data  # noqa: E402
@@ -214,8 +214,7 @@ def markdown(result: dict) -> str:
         f"{settings['repeats']} run(s) x {settings['steps']} timed steps per path and mode (after {settings['warmup']} "
         f"warm-up steps); batch "
         f"{batch}, quickstart student and teacher, {settings['data']} (decode + crop/flip in the main process, "
-        f"{settings['workers']} workers), {result['environment']['device']}, {result['environment']['torch_threads']} "
-        "threads. **(a)/(b)** is the median over step pairs of (b)'s step time / (a)'s; the ratio of the mean step "
+        f"{settings['workers']} workers), {describe_machine(result['environment'])}. **(a)/(b)** is the median over step pairs of (b)'s step time / (a)'s; the ratio of the mean step "
         "times is in the next column.",
         "",
         "| distillation | (a) hf-deit Trainer img/s | (b) reference loop img/s | **(a)/(b)** | (a)/(b) by mean step | "

@@ -61,23 +61,56 @@ def quickstart_argv(output_dir: str | os.PathLike, *overrides: str, dataset: Opt
     return argv + list(overrides)
 
 
-def machine() -> dict[str, object]:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    name = platform.processor() or platform.machine()
+# The instruction sets that decide what a CPU does with fp32 and bf16 matrix products (oneDNN picks its
+# kernels from them): without AVX512-BF16 or AMX, bf16 is emulated and slower than fp32.
+CPU_FEATURES = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX-BF16"}
+
+
+def cpu_model_and_flags() -> tuple[str, set[str]]:
+    """The CPU's model name and its /proc/cpuinfo flags (empty where that file does not exist)."""
+    model, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
+            if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
+    return model, flags
+
+
+def machine() -> dict[str, object]:
+    """What a timing depends on: the device, the CPU and its instruction sets, the thread count, torch.
+
+    Two results are comparable only if these agree (the date aside): a CPU with AVX512-BF16 trains bf16
+    2x faster than fp32 where one without it runs bf16 12x slower (docs/results/throughput.md).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    name, flags = cpu_model_and_flags()
     return {
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU: {name}",
         "cpu_cores": cores,
+        "cpu_features": [label for flag, label in CPU_FEATURES.items() if flag in flags],
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
     }
+
+
+def describe_machine(environment: dict) -> str:
+    """One line for a results table: ``CPU: AMD EPYC (AVX2, AVX-512, AVX512-BF16), 2 threads, torch 2.15.0``."""
+    features = environment.get("cpu_features")
+    isa = f" ({', '.join(features) or 'none of ' + ', '.join(CPU_FEATURES.values())})" if features is not None else ""
+    device = environment["device"]
+    return (f"{device}{isa if device.startswith('CPU') else ''}, {environment['torch_threads']} threads, "
+            f"torch {environment['torch']}")
+
+
+def same_machine(first: dict, second: dict) -> bool:
+    """Whether two results were timed on the same kind of machine and software (dates may differ)."""
+    keys = ("device", "cpu_cores", "cpu_features", "torch_threads", "torch")
+    return all(first.get(key) == second.get(key) for key in keys)
 
 
 def median(values: Sequence[float]) -> float:

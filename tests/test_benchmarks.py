@@ -81,6 +81,24 @@ def test_precision_benchmark_smoke(tmp_path):
     assert "--attn_implementation eager" in result["markdown"]
 
 
+def test_precision_update_keeps_only_rows_timed_on_this_machine():
+    """Rows from a CPU without bf16 instructions must not sit beside this machine's as if comparable."""
+    import precision
+    from timing import machine
+
+    here = machine()
+    elsewhere = {**here, "cpu_features": ["AVX2"], "date": "2026-01-01"}
+    previous = {"environment": elsewhere, "rows": [
+        {"variant": "fp32_sdpa", "environment": {**here, "date": "2026-01-01"}},  # same machine, another day
+        {"variant": "eager", "environment": elsewhere},
+        {"variant": "teacher_bf16_cl"},  # older file: the row has no environment of its own, the file's applies
+        {"variant": "bf16_autocast", "environment": here},  # being re-run now
+        {"variant": "fp16_autocast", "skipped": "needs a GPU"},
+    ]}
+    kept = precision.rows_measured_here(previous, rerun={"bf16_autocast"})
+    assert set(kept) == {"fp32_sdpa"}
+
+
 def test_input_pipeline_benchmark_smoke(sample_dir, tmp_path):
     import input_pipeline
 

@@ -16,6 +16,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from helpers import CIFAR10_NAMES, SAMPLE_DIR, save_tiny_teacher  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def gradio_folder(tmp_path_factory) -> Path:
+    """A fresh Gradio upload/cache folder per test session (not the machine-wide <tmp>/gradio), so that a
+    test that looks for what the Space wrote finds this run's files, not an earlier run's."""
+    folder = tmp_path_factory.mktemp("gradio")
+    previous = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("GRADIO_TEMP_DIR", None)
+    else:
+        os.environ["GRADIO_TEMP_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     assert SAMPLE_DIR.is_dir(), "the shipped sample data/cifar10-sample is missing"

@@ -101,6 +101,43 @@ def test_attention_maps_have_the_image_size(client, tmp_path):
             assert picture.size == (70, 45) and picture.mode == "RGB"
 
 
+def test_overlays_are_written_once_and_never_rewritten(app, tmp_path):
+    """Gradio rewrites a returned PIL image's cache file on every request, so a concurrent download of the
+    same overlay could read it truncated. Our overlay files are content-addressed and written once."""
+    overlay = Image.open(EXAMPLES[0]).convert("RGB")
+    first = Path(app.save_overlay(overlay, "class-token-attention", folder=str(tmp_path)))
+    before = first.stat()
+    second = Path(app.save_overlay(overlay.copy(), "class-token-attention", folder=str(tmp_path)))
+    assert second == first and first.name == "class-token-attention.png"
+    after = first.stat()
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (before.st_ino, before.st_mtime_ns, before.st_size)
+    with Image.open(first) as picture:
+        assert np.array_equal(np.asarray(picture), np.asarray(overlay))
+    other = Path(app.save_overlay(overlay.rotate(90), "class-token-attention", folder=str(tmp_path)))
+    assert other != first
+    assert not [path for path in tmp_path.rglob(".*")], "a staging file was left behind"
+
+
+def test_served_overlays_live_in_the_upload_folder(client, app):
+    """Served as they are (no copy into Gradio's cache, which would bring back the rewrite race)."""
+    *_, cls_map, distill_map = _classify(client, EXAMPLES[1])
+    overlays = Path(app.upload_folder()) / "hf-deit-overlays"
+    for downloaded, name in ((cls_map, "class-token-attention.png"), (distill_map, "distillation-token-attention.png")):
+        served = [path for path in overlays.glob(f"*/{name}") if path.read_bytes() == Path(downloaded).read_bytes()]
+        assert served, f"{name} was not served from {overlays}"
+
+
+def test_malloc_arenas_are_capped_unless_the_user_set_them(app, monkeypatch):
+    import platform
+    import sys
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert app.limit_malloc_arenas() is False  # the user's setting wins
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert app.limit_malloc_arenas() is True
+
+
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16", "LA"])
 def test_grayscale_rgba_palette_and_16_bit_uploads_work(client, tmp_path, mode):
     rgb = Image.open(EXAMPLES[3]).convert("RGB")

@@ -41,12 +41,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import TrainerCallback
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import cpu_model_and_flags  # noqa: E402
-
-from hf_deit.config import ModelConfig, parse_config  # noqa: E402
-from hf_deit.distill import build_distillation_run  # noqa: E402
-from hf_deit.modeling import STUDENT_PRESETS, student_class, student_config  # noqa: E402
+from hf_deit.config import ModelConfig, parse_config
+from hf_deit.distill import build_distillation_run
+from hf_deit.hardware import cpu_model_and_flags
+from hf_deit.modeling import STUDENT_PRESETS, student_class, student_config
 
 REPO = Path(__file__).resolve().parents[1]
 COMMAND = "python benchmarks/scaling.py"

@@ -7,13 +7,14 @@ a :class:`StepTimer` records the wall clock at the end of step ``warmup_steps`` 
 from __future__ import annotations
 
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 from transformers import TrainerCallback
+
+from hf_deit.hardware import cpu_model_and_flags
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
@@ -64,20 +65,6 @@ def quickstart_argv(output_dir: str | os.PathLike, *overrides: str, dataset: Opt
 # The instruction sets that decide what a CPU does with fp32 and bf16 matrix products (oneDNN picks its
 # kernels from them): without AVX512-BF16 or AMX, bf16 is emulated and slower than fp32.
 CPU_FEATURES = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX-BF16"}
-
-
-def cpu_model_and_flags() -> tuple[str, set[str]]:
-    """The CPU's model name and its /proc/cpuinfo flags (empty where that file does not exist)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return model, flags
 
 
 def machine() -> dict[str, object]:

@@ -16,6 +16,7 @@ from transformers import set_seed
 
 from .config import DataConfig, DistillationConfig, ModelConfig, parse_config
 from .ema import EMA_FOLDER, EMACallback
+from .hardware import warn_if_bf16_is_emulated
 from .launch import prepare_processes
 from .hub import push_folder, save_run_config, write_model_card
 from .data import ImageClassificationData, attach_transforms, collate_fn, load_image_classification_data
@@ -63,6 +64,7 @@ def build_distillation_run(
             f"distillation_type={training_args.distillation_type!r} needs a teacher: set teacher_model_name_or_path "
             "(e.g. models/teacher-cifar10-regnet), or use distillation_type: none to train on labels only."
         )
+    warn_if_bf16_is_emulated(training_args.bf16, training_args.device.type)
     set_seed(training_args.seed)
     data = load_image_classification_data(data_config, seed=training_args.seed)
     student, processor = build_student(model_config, data.id2label)

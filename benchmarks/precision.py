@@ -11,14 +11,16 @@ the sample's 1,000 test images. Variants are switches users set in a config:
   torch_compile: true, teacher_compile: true
   fp16: true                                GPU only
 
-    python benchmarks/precision.py                         # ~12 min on 2 CPU cores
-    python benchmarks/precision.py --steps 6 --warmup 3 --variants fp32_sdpa eager --out /tmp/p   # smoke
+    python benchmarks/precision.py                         # ~15 min on 2 CPU cores (3 rounds)
+    python benchmarks/precision.py --steps 6 --warmup 3 --repeats 1 --variants fp32_sdpa eager --out /tmp/p   # smoke
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -28,12 +30,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
-from timing import RESULTS, StepTimer, describe_machine, machine, quickstart_argv, same_machine  # noqa: E402
+from timing import RESULTS, StepTimer, describe_machine, machine, median, quickstart_argv, same_machine  # noqa: E402
 
 from hf_deit.config import parse_config  # noqa: E402
 from hf_deit.distill import build_distillation_run  # noqa: E402
 
 CPU_FLAGS = ("--use_cpu", "true")
+BASELINE = "fp32_sdpa"
 VARIANTS: dict[str, tuple[str, tuple[str, ...], str]] = {
     # name: (label, flags, device it applies to: any | gpu)
     "fp32_sdpa": ("fp32, SDPA attention (default)", (), "any"),
@@ -75,16 +78,46 @@ def run_variant(name: str, steps: int, warmup: int, scratch: str, eval_samples: 
     }
 
 
+def combine_rounds(runs: list[dict], baseline_runs: list[dict]) -> dict:
+    """One row from a variant's runs, one per round.
+
+    Speed: the median over rounds of each run's median step. "vs default": the median over rounds of the
+    ratio to the default variant's run *of the same round*, so that the shared machine's drift between
+    rounds (+-30% over minutes here) cancels. Warm-up: the first round's (a cold torch.compile).
+    """
+    first = runs[0]
+    if "skipped" in first:
+        return first
+    row = {key: value for key, value in first.items() if key != "round"}
+    row["rounds"] = [{key: run[key] for key in ("images_per_s_median", "images_per_s", "warmup_seconds",
+                                                "fused_top1")} for run in runs]
+    row["images_per_s_median"] = median([run["images_per_s_median"] for run in runs])
+    row["images_per_s"] = median([run["images_per_s"] for run in runs])
+    by_round = {run["round"]: run for run in baseline_runs if "skipped" not in run}
+    if all(run["round"] in by_round for run in runs):
+        row["vs_default"] = median([run["images_per_s_median"] / by_round[run["round"]]["images_per_s_median"]
+                                    for run in runs])
+    return row
+
+
 def markdown(result: dict) -> str:
     settings = result["settings"]
     rows = result["rows"]
-    base = next((r for r in rows if r["variant"] == "fp32_sdpa" and "images_per_s" in r), None)
+    base = next((r for r in rows if r["variant"] == BASELINE and "images_per_s" in r), None)
     lines = [
         "## Precision and kernels",
         "",
         f"Short quickstart runs, one per variant: {settings['warmup']} warm-up + {settings['steps']} timed steps of "
         f"batch 64 (hard distillation, same seed and data order), then the fused head's top-1 on "
         f"{settings['eval_samples']} test images of the sample. {describe_machine(result['environment'])}.",
+        *([""] if settings.get("repeats", 1) > 1 else []),
+        *([f"{settings['repeats']} rounds over all variants, in an order rotated each round. Speed: median over the "
+           "rounds of each run's median step time. **vs default**: median over the rounds of the ratio to the "
+           "default's run of the same round (the shared machine drifts by +-30% over minutes; a ratio within a round "
+           "cancels it). Warm-up: the first round's, with an empty compile cache per variant, so a cold `torch.compile`; "
+           "the first variant that compiles in the process also pays inductor's one-time start-up, as a user's first "
+           "run does. Top-1: the first round's (same seed "
+           "and data order in every round)."] if settings.get("repeats", 1) > 1 else []),
         "",
         "| variant | config flags | train img/s (median step) | vs default | mean img/s | warm-up (incl. compile) | "
         "fused top-1 | Δ top-1 |",
@@ -97,7 +130,9 @@ def markdown(result: dict) -> str:
             continue
         median_speed = row.get("images_per_s_median")
         base_speed = base.get("images_per_s_median") if base else None
-        if median_speed and base_speed:
+        if "vs_default" in row:
+            speed = f"{row['vs_default']:.2f}x"
+        elif median_speed and base_speed:
             speed = f"{median_speed / base_speed:.2f}x"
         else:  # measured before per-step times were kept: compare means
             speed = f"{row['images_per_s'] / base['images_per_s']:.2f}x (means)" if base else "-"
@@ -109,9 +144,30 @@ def markdown(result: dict) -> str:
     if any("images_per_s_median" not in row for row in rows if "skipped" not in row):
         lines += ["", "A row without a median was measured before the benchmark recorded per-step times; its speed "
                       "is the mean over its timed steps."]
-    commands = list(dict.fromkeys(row.get("command", settings["command"]) for row in rows))
-    lines += ["", "Reproduce: " + "; then ".join(f"`{command}`" for command in commands) + "."]
+    by_command: dict[str, list[str]] = {}
+    for row in rows:
+        by_command.setdefault(row.get("command", settings["command"]), []).append(row["label"])
+    if len(by_command) == 1:
+        lines += ["", f"Reproduce: `{next(iter(by_command))}`."]
+    else:  # rows kept by --update come from another invocation
+        lines += ["", "Reproduce: " + "; ".join(f"`{command}` ({', '.join(labels)})"
+                                                for command, labels in by_command.items()) + "."]
     return "\n".join(lines)
+
+
+def compile_cache(folder: str):
+    """Inductor's compile cache in ``folder``, its in-memory caches cleared on the way in and out.
+
+    Each variant gets its own folder, empty in the first round: that round's warm-up is a cold
+    ``torch.compile``, as in a user's first run (inductor keeps compiled graphs on disk across processes, and
+    one variant would otherwise warm the cache for the next). Later rounds find their own variant's cache.
+    """
+    try:
+        from torch._inductor.runtime.cache_dir_utils import temporary_cache_dir
+    except ImportError:  # another torch layout: fall back to the variable (read lazily by inductor)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
+        return contextlib.nullcontext()
+    return temporary_cache_dir(folder)
 
 
 def rows_measured_here(previous: dict, rerun: set[str]) -> dict[str, dict]:
@@ -122,7 +178,7 @@ def rows_measured_here(previous: dict, rerun: set[str]) -> dict[str, dict]:
     """
     kept = {}
     for row in previous.get("rows", []):
-        if row["variant"] in rerun or "skipped" in row:
+        if row["variant"] in rerun:
             continue
         environment = row.get("environment", previous.get("environment", {}))
         if same_machine(environment, machine()):
@@ -139,6 +195,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--eval_samples", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds over all variants; the machine's drift between runs cancels in per-round ratios")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--dataset_name", default=None)
     parser.add_argument("--out", default=str(RESULTS / "precision"))
@@ -150,22 +208,26 @@ def main(argv: list[str] | None = None) -> dict:
     kept = {}
     if args.update and out.with_suffix(".json").exists():
         kept = rows_measured_here(json.loads(out.with_suffix(".json").read_text()), set(args.variants))
-    command = "python benchmarks/precision.py " + " ".join(sys.argv[1:] if argv is None else argv).rstrip()
-    rows = []
+    command = " ".join(["python benchmarks/precision.py", *(sys.argv[1:] if argv is None else argv)])
+    runs: dict[str, list[dict]] = {name: [] for name in args.variants}
     with tempfile.TemporaryDirectory() as scratch:
-        for name in args.variants:
-            row = run_variant(name, args.steps, args.warmup, scratch, args.eval_samples, args.dataset_name,
-                              tuple(args.extra))
-            row["command"] = command
-            row["environment"] = machine()
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+        for round_index in range(args.repeats):
+            # Rotate the order each round, so no variant always runs first (cold caches) or last.
+            shift = round_index % len(args.variants)
+            for name in args.variants[shift:] + args.variants[:shift]:
+                with compile_cache(f"{scratch}/inductor/{name}"):
+                    row = run_variant(name, args.steps, args.warmup, f"{scratch}/{round_index}", args.eval_samples,
+                                      args.dataset_name, tuple(args.extra))
+                row.update(command=command, environment=machine(), round=round_index)
+                print(json.dumps(row), flush=True)
+                runs[name].append(row)
+    rows = [combine_rounds(runs[name], runs.get(BASELINE, [])) for name in args.variants]
     fresh = {row["variant"]: row for row in rows}
     rows = [fresh.get(name) or kept[name] for name in VARIANTS if name in fresh or name in kept]
     result = {
         "environment": machine(),
         "settings": {"steps": args.steps, "warmup": args.warmup, "eval_samples": args.eval_samples,
-                     "command": command},
+                     "repeats": args.repeats, "command": command},
         "rows": rows,
     }
     result["markdown"] = markdown(result)

@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(RESULTS / "throughput"), help="writes OUT.json (and the page)")
     parser.add_argument("extra", nargs="*", help="more config flags for both paths, after --")
     args = parser.parse_args(argv)
-    command = "python benchmarks/throughput.py " + " ".join(sys.argv[1:] if argv is None else argv).rstrip()
+    command = " ".join(["python benchmarks/throughput.py", *(sys.argv[1:] if argv is None else argv)])
 
     steps: dict[str, dict[str, list[list[float]]]] = {mode: {"trainer": [], "reference": []} for mode in args.modes}
     with tempfile.TemporaryDirectory() as scratch:

@@ -71,13 +71,15 @@ def test_precision_benchmark_smoke(tmp_path):
 
     from helpers import TINY_STUDENT_ARGS
 
-    result = precision.main(["--steps", "2", "--warmup", "1", "--eval_samples", "32", "--variants", "fp32_sdpa",
+    result = precision.main(["--steps", "2", "--warmup", "1", "--eval_samples", "32", "--repeats", "2", "--variants", "fp32_sdpa",
                              "eager", "teacher_bf16_cl", "fp16_autocast", "--out", str(tmp_path / "precision"),
                              "--", *TINY_STUDENT_ARGS, "--max_train_samples", "256"])
     rows = {row["variant"]: row for row in result["rows"]}
     assert rows["fp16_autocast"].get("skipped", "").startswith("needs a GPU") or rows["fp16_autocast"]["images_per_s"] > 0
     for name in ("fp32_sdpa", "eager", "teacher_bf16_cl"):
         assert rows[name]["images_per_s"] > 0 and 0 <= rows[name]["fused_top1"] <= 1
+        assert len(rows[name]["rounds"]) == 2 and rows[name]["vs_default"] > 0
+    assert rows["fp32_sdpa"]["vs_default"] == 1.0
     assert "--attn_implementation eager" in result["markdown"]
 
 

@@ -43,7 +43,7 @@ from transformers import TrainerCallback
 
 from hf_deit.config import ModelConfig, parse_config
 from hf_deit.distill import build_distillation_run
-from hf_deit.hardware import cpu_model_and_flags
+from hf_deit.hardware import NATIVE_BF16_FLAGS, cpu_model_and_flags
 from hf_deit.modeling import STUDENT_PRESETS, student_class, student_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -317,7 +317,7 @@ def cpu_info() -> dict:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "cpu": model, "cores": cores, "avx2": "avx2" in flags, "avx512": any(f.startswith("avx512") for f in flags),
-        "bf16": bool(flags & {"avx512_bf16", "amx_bf16"}),
+        "bf16": bool(flags & NATIVE_BF16_FLAGS),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "python": platform.python_version(),
     }

@@ -64,7 +64,8 @@ def build_distillation_run(
             f"distillation_type={training_args.distillation_type!r} needs a teacher: set teacher_model_name_or_path "
             "(e.g. models/teacher-cifar10-regnet), or use distillation_type: none to train on labels only."
         )
-    warn_if_bf16_is_emulated(training_args.bf16, training_args.device.type)
+    if training_args.process_index == 0:  # one warning per run, not one per rank
+        warn_if_bf16_is_emulated(training_args.bf16, training_args.device.type)
     set_seed(training_args.seed)
     data = load_image_classification_data(data_config, seed=training_args.seed)
     student, processor = build_student(model_config, data.id2label)

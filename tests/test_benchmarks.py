@@ -95,10 +95,11 @@ def test_precision_update_keeps_only_rows_timed_on_this_machine():
         {"variant": "eager", "environment": elsewhere},
         {"variant": "teacher_bf16_cl"},  # older file: the row has no environment of its own, the file's applies
         {"variant": "bf16_autocast", "environment": here},  # being re-run now
-        {"variant": "fp16_autocast", "skipped": "needs a GPU"},
+        {"variant": "fp16_autocast", "skipped": "needs a GPU", "environment": here},  # still true here: kept
+        {"variant": "compile_both", "skipped": "needs a GPU", "environment": elsewhere},
     ]}
     kept = precision.rows_measured_here(previous, rerun={"bf16_autocast"})
-    assert set(kept) == {"fp32_sdpa"}
+    assert set(kept) == {"fp32_sdpa", "fp16_autocast"}
 
 
 def test_input_pipeline_benchmark_smoke(sample_dir, tmp_path):

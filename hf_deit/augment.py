@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
+from PIL import Image
 from timm.data import Mixup
 from timm.data.auto_augment import rand_augment_transform
 from timm.data.random_erasing import RandomErasing
@@ -17,10 +18,15 @@ from timm.data.random_erasing import RandomErasing
 def build_rand_augment(config_str: str, image_size: int, mean: Sequence[float]) -> Callable:
     """timm's RandAugment from its config string (the DeiT default is ``rand-m9-mstd0.5-inc1``).
 
-    ``translate_const`` and the fill colour follow timm's ``transforms_imagenet_train``:
-    45% of the image side, the dataset mean.
+    ``translate_const``, the fill colour and the resampling follow timm's ``transforms_imagenet_train``
+    under the DeiT recipe: 45% of the image side, the dataset mean, bicubic (left unset, timm picks
+    bilinear or bicubic at random for every operation).
     """
-    hparams = {"translate_const": int(image_size * 0.45), "img_mean": tuple(round(255 * m) for m in mean)}
+    hparams = {
+        "translate_const": int(image_size * 0.45),
+        "img_mean": tuple(round(255 * m) for m in mean),
+        "interpolation": Image.BICUBIC,
+    }
     try:
         return rand_augment_transform(config_str, hparams)
     except (AssertionError, KeyError, ValueError) as error:

@@ -23,10 +23,11 @@ from transformers import HfArgumentParser, TrainingArguments
 DISTILLATION_TYPES = ("none", "soft", "hard")
 KL_REDUCTIONS = ("batchmean", "elementwise_mean")
 BAD_IMAGE_POLICIES = ("skip", "fail")
+PADDING_MODES = ("reflect", "constant")
 NONFINITE_LOSS_CHECKS = ("auto", "step", "deferred", "off")
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
-TEACHER_DTYPES = ("float32", "bfloat16", "float16")
+TEACHER_DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 @dataclass
 class DataConfig:
@@ -50,8 +51,23 @@ class DataConfig:
     label_column: Optional[str] = field(default=None, metadata={"help": "Label column. Default: found automatically."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use at most this many training images."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use at most this many evaluation images."})
+    eval_samples_during_training: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "Periodic evaluations (eval_strategy) read only the first N evaluation images, for cheap "
+            "learning curves; the final evaluation reads them all. Unset: all, every time. Not with "
+            "load_best_model_at_end (which selects on images held out of train)."
+        },
+    )
     random_crop_padding: int = field(
         default=4, metadata={"help": "Padding (pixels) of the train-time random crop; 0 disables the crop."}
+    )
+    random_crop_padding_mode: str = field(
+        default="reflect",
+        metadata={
+            "help": "How the crop pads: reflect (mirror the border, airbench) or constant (black, torchvision's "
+            "RandomCrop default and the classic CIFAR recipe)."
+        },
     )
     horizontal_flip: bool = field(default=True, metadata={"help": "Random horizontal flip at train time."})
     rand_augment: Optional[str] = field(
@@ -61,10 +77,10 @@ class DataConfig:
     device_resident_data: bool = field(
         default=False,
         metadata={
-            "help": "Distillation of small datasets (CIFAR): decode the train split once into a uint8 tensor on the "
-            "training device and crop/flip/normalise whole batches there (no data-loader workers: "
-            "dataloader_num_workers is ignored for training). Crop + flip only: not with rand_augment or "
-            "random_erasing. Evaluation is unchanged; scripts/train_teacher.py does not use it."
+            "help": "Small datasets (CIFAR): decode the train split once into a uint8 tensor on the training device "
+            "and crop/flip/normalise whole batches there (no data-loader workers: dataloader_num_workers is "
+            "ignored for training). Crop + flip only: not with rand_augment or random_erasing. Evaluation is "
+            "unchanged. Students and teachers (scripts/train_teacher.py) alike."
         },
     )
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where `datasets` caches downloads."})
@@ -79,9 +95,13 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.bad_images not in BAD_IMAGE_POLICIES:
             raise ValueError(f"bad_images must be one of {BAD_IMAGE_POLICIES}, got {self.bad_images!r}.")
+        if self.random_crop_padding_mode not in PADDING_MODES:
+            raise ValueError(
+                f"random_crop_padding_mode must be one of {PADDING_MODES}, got {self.random_crop_padding_mode!r}."
+            )
         if not 0.0 < self.train_val_split < 1.0:
             raise ValueError(f"train_val_split must be in (0, 1), got {self.train_val_split}.")
-        for name in ("max_train_samples", "max_eval_samples"):
+        for name in ("max_train_samples", "max_eval_samples", "eval_samples_during_training"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be a positive number of images, got {value}; omit it to use all.")
@@ -136,7 +156,10 @@ class ModelConfig:
     )
     teacher_dtype: str = field(
         default="float32",
-        metadata={"help": "Teacher weights and inputs: float32, bfloat16 or float16 (GPU). Its logits stay float32."},
+        metadata={
+            "help": "Teacher weights and inputs: float32, bfloat16, float16 (GPU), or auto (bfloat16 where the device "
+            "computes it natively: a bf16 GPU, or a CPU with AVX512-BF16/AMX; else float32). Its logits stay float32."
+        },
     )
     teacher_channels_last: bool = field(
         default=False, metadata={"help": "Run a convolutional teacher in channels_last memory format."}
@@ -199,6 +222,13 @@ class DistillationConfig(TrainingArguments):
     ema_decay: Optional[float] = field(
         default=None, metadata={"help": "EMA of the student weights, saved in ema/ (DeiT: 0.99996); unset: off."}
     )
+    ema_warmup: bool = field(
+        default=False,
+        metadata={
+            "help": "Ramp the EMA decay as timm's 1 - (1 + step)^(-2/3) up to ema_decay (reaches 0.9996 only after "
+            "~117k steps). Off: the constant decay of the official DeiT code."
+        },
+    )
     base_learning_rate: Optional[float] = field(
         default=None,
         metadata={"help": "If set, learning_rate = base_learning_rate x global batch / 512 (DeiT: 5e-4)."},
@@ -215,6 +245,13 @@ class DistillationConfig(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep raw image columns for the transform."})
     label_names: Optional[list[str]] = field(default_factory=lambda: ["labels"], metadata={"help": "Label keys."})
     report_to: Optional[str] = field(default="none", metadata={"help": "Experiment trackers (none, tensorboard, ...)."})
+    ddp_find_unused_parameters: Optional[bool] = field(
+        default=False,
+        metadata={
+            "help": "DDP's search for parameters without gradient. Every parameter of a DeiT student is used in every "
+            "step (both heads train in every mode), so the search only costs an extra autograd pass per step."
+        },
+    )
 
     def __post_init__(self) -> None:
         validate_distillation_settings(
@@ -226,10 +263,20 @@ class DistillationConfig(TrainingArguments):
             )
         if self.repeated_augmentation < 1:
             raise ValueError(f"repeated_augmentation must be >= 1 (1 = off), got {self.repeated_augmentation}.")
+        bf16_on_cpu_means_use_cpu(self)
         super().__post_init__()
         if self.base_learning_rate is not None:
             global_batch = self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps
             self.learning_rate = self.base_learning_rate * global_batch / 512.0
+
+
+def bf16_on_cpu_means_use_cpu(args: TrainingArguments) -> None:
+    """``bf16: true`` on a machine without a bf16 GPU autocasts on the CPU (``use_cpu``), as the same config
+    does on a GPU machine; transformers would otherwise stop with "Your setup doesn't support bf16/gpu"."""
+    from transformers.utils import is_torch_bf16_gpu_available, is_torch_xla_available
+
+    if (args.bf16 or args.bf16_full_eval) and not is_torch_bf16_gpu_available() and not is_torch_xla_available():
+        args.use_cpu = True
 
 
 def validate_distillation_settings(distillation_type: str, alpha: float, tau: float, kl_reduction: str) -> None:

@@ -36,6 +36,8 @@ from .images import BadImageError, decode_image, describe_source
 logger = logging.getLogger(__name__)
 
 ROW_INDEX_COLUMN = "__row_index__"
+# The official DeiT recipe resamples bicubic everywhere; so do the student processor and pipeline().
+TRAIN_INTERPOLATION = v2.InterpolationMode.BICUBIC
 _WARN_FIRST_SKIPS = 10
 
 IMAGE_COLUMN_CANDIDATES = ("image", "img", "images", "picture", "pixel_values")
@@ -52,6 +54,17 @@ class ImageClassificationData:
     image_column: str
     label_column: str
     label_names: list[str]
+    # Held out of train for checkpoint selection (``load_best_model_at_end``), never the reported split.
+    selection: Optional[Dataset] = None
+
+    def during_training(self, samples: Optional[int] = None) -> Dataset:
+        """What periodic evaluations read: the selection split if checkpoints are selected, else the first
+        ``samples`` evaluation images (all when ``None``)."""
+        if self.selection is not None:
+            return self.selection
+        if samples is None or samples >= len(self.eval):
+            return self.eval
+        return self.eval.select(range(samples))
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -187,8 +200,15 @@ def check_labels(split: Dataset, label_column: str, label_names: Sequence[str], 
     )
 
 
-def load_image_classification_data(config: DataConfig, seed: int = 42) -> ImageClassificationData:
-    """Load train/eval splits, discover columns and label names, check labels, apply sample limits."""
+def load_image_classification_data(
+    config: DataConfig, seed: int = 42, hold_out_for_selection: bool = False
+) -> ImageClassificationData:
+    """Load train/eval splits, discover columns and label names, check labels, apply sample limits.
+
+    ``hold_out_for_selection`` (a run that picks its best checkpoint) also holds ``train_val_split``
+    of train out as ``selection``: checkpoints are chosen there and the evaluation split (CIFAR-10's
+    test split) is only reported, so the reported accuracy is not selected on itself.
+    """
     raw = _load_raw(config)
     if config.train_split not in raw:
         raise ValueError(f"train_split {config.train_split!r} not found; the dataset has splits {list(raw)}.")
@@ -231,9 +251,20 @@ def load_image_classification_data(config: DataConfig, seed: int = 42) -> ImageC
     if config.max_eval_samples is not None:
         eval_ = eval_.select(range(min(config.max_eval_samples, len(eval_))))
     keep = [image_column, label_column, ROW_INDEX_COLUMN]
+    selection = None
+    if hold_out_for_selection:
+        if round(len(train) * config.train_val_split) < 1 or round(len(train) * (1 - config.train_val_split)) < 1:
+            raise ValueError(
+                f"load_best_model_at_end selects checkpoints on train_val_split={config.train_val_split} of the "
+                f"{len(train)} training images, which leaves no image on one side. Add images, change "
+                "train_val_split, or set load_best_model_at_end: false to report the last epoch."
+            )
+        parts = train.train_test_split(test_size=config.train_val_split, seed=seed)
+        train, selection = parts["train"], parts["test"].select_columns(keep)
+        logger.info("Selecting checkpoints on %d images held out of train; reporting %s.", len(selection), eval_name)
     train = train.select_columns(keep)
     eval_ = eval_.select_columns(keep)
-    return ImageClassificationData(train, eval_, image_column, label_column, label_names)
+    return ImageClassificationData(train, eval_, image_column, label_column, label_names, selection)
 
 
 def processor_size(image_processor: Any) -> tuple[int, int]:
@@ -251,13 +282,19 @@ def build_train_transform(image_processor: Any, config: DataConfig) -> Callable:
     """Per-image train augmentation at the processor's size/mean/std.
 
     Crop with padding and flip (the CIFAR standard), then the DeiT recipe's RandAugment on the PIL
-    image and random erasing on the normalised tensor, each switched on by its config key.
+    image and random erasing on the normalised tensor, each switched on by its config key. Every
+    resampling step is bicubic, as the student's image processor (hence evaluation and
+    ``pipeline()``) and the official recipe are.
     """
     height, width = processor_size(image_processor)
     mean, std = list(image_processor.image_mean), list(image_processor.image_std)
-    steps: list[Any] = [v2.Resize((height, width), antialias=True)]
+    steps: list[Any] = [v2.Resize((height, width), interpolation=TRAIN_INTERPOLATION, antialias=True)]
     if config.random_crop_padding > 0:
-        steps.append(v2.RandomCrop((height, width), padding=config.random_crop_padding, padding_mode="reflect"))
+        steps.append(
+            v2.RandomCrop(
+                (height, width), padding=config.random_crop_padding, padding_mode=config.random_crop_padding_mode
+            )
+        )
     if config.horizontal_flip:
         steps.append(v2.RandomHorizontalFlip())
     if config.rand_augment:
@@ -413,6 +450,10 @@ def attach_transforms(data: ImageClassificationData, image_processor: Any, confi
     data.eval = undecoded(data.eval, data.image_column).with_transform(
         make_eval_transform(data, image_processor, config)
     )
+    if data.selection is not None:
+        data.selection = undecoded(data.selection, data.image_column).with_transform(
+            make_eval_transform(data, image_processor, config)
+        )
 
 
 def collate_fn(examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

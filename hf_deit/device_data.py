@@ -3,7 +3,7 @@
 The trick behind the CIFAR-10 speed records (KellerJordan/cifar10-airbench): the whole training split
 is decoded once into one ``uint8`` tensor ``(N, 3, H, W)`` on the training device (CIFAR-10: 150 MB),
 and each step gathers its batch by index and augments it there, in one vectorised pass: random crop
-with reflect padding, horizontal flip and the image processor's normalisation, fused into a single
+with reflect (or constant) padding, horizontal flip and the image processor's normalisation, fused into a single
 gather on ``uint8`` plus one multiply-add. No per-image Python, no decoding, no worker processes,
 no host-to-device copy of pixels.
 
@@ -37,7 +37,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from .data import TrainImages, decode_rows, processor_size
+from .data import TRAIN_INTERPOLATION, TrainImages, decode_rows, processor_size
 from .determinism import sample_key
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,13 @@ def _reflect(positions: torch.Tensor, size: int) -> torch.Tensor:
     return torch.where(positions > size - 1, 2 * (size - 1) - positions, positions)
 
 
+def _padded(positions: torch.Tensor, size: int, padding_mode: str) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Source indices of positions in a padded axis, and (``constant``) which of them lie inside the image."""
+    if padding_mode == "reflect":
+        return _reflect(positions, size), None
+    return positions.clamp(0, size - 1), (positions >= 0) & (positions < size)
+
+
 def crop_flip_normalise(
     images: torch.Tensor,
     index: torch.Tensor,
@@ -62,25 +69,29 @@ def crop_flip_normalise(
     padding: int,
     scale: torch.Tensor,
     shift: torch.Tensor,
+    padding_mode: str = "reflect",
 ) -> torch.Tensor:
-    """A batch of ``images[index]``, each cropped at its own (top, left) of its reflect-padded copy,
+    """A batch of ``images[index]``, each cropped at its own (top, left) of its padded copy,
     flipped where ``flips``, as ``float32`` ``x * scale + shift`` (``scale``/``shift``: ``(1, 3, 1, 1)``).
 
     One advanced-indexing gather on the ``uint8`` source: no padded copy, no loop over images.
     ``tops``/``lefts`` are offsets in ``[0, 2 * padding]`` of the padded image (``padding``: an
-    un-cropped image); all index tensors live on ``images.device``.
+    un-cropped image); all index tensors live on ``images.device``. ``padding_mode`` is torchvision's
+    ``reflect`` or ``constant`` (black pixels, zeros before normalisation).
     """
     _, channels, height, width = images.shape
     device = images.device
-    rows = _reflect(tops[:, None] - padding + torch.arange(height, device=device), height)  # (B, H)
+    rows, rows_inside = _padded(tops[:, None] - padding + torch.arange(height, device=device), height, padding_mode)
     columns = lefts[:, None] - padding + torch.arange(width, device=device)  # (B, W)
-    columns = _reflect(torch.where(flips[:, None], columns.flip(1), columns), width)
+    columns, columns_inside = _padded(torch.where(flips[:, None], columns.flip(1), columns), width, padding_mode)
     pixels = images[
         index[:, None, None, None],
         torch.arange(channels, device=device)[None, :, None, None],
         rows[:, None, :, None],
         columns[:, None, None, :],
     ]
+    if rows_inside is not None:
+        pixels = pixels * (rows_inside[:, None, :, None] & columns_inside[:, None, None, :])
     return torch.addcmul(shift, pixels.to(torch.float32), scale)
 
 
@@ -103,6 +114,7 @@ class DeviceResidentImages(torch.utils.data.Dataset):
         image_std: Sequence[float],
         random_crop_padding: int = 4,
         horizontal_flip: bool = True,
+        padding_mode: str = "reflect",
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}.")
@@ -117,6 +129,7 @@ class DeviceResidentImages(torch.utils.data.Dataset):
         self.images = images
         self.labels = labels.to(torch.long)
         self.padding = int(random_crop_padding)
+        self.padding_mode = padding_mode
         self.horizontal_flip = bool(horizontal_flip)
         mean = torch.tensor(image_mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(image_std, dtype=torch.float32).view(1, 3, 1, 1)
@@ -167,7 +180,7 @@ class DeviceResidentImages(torch.utils.data.Dataset):
         drawn = torch.cat([torch.tensor(rows, dtype=torch.long)[None], self.draw(len(rows), seeds[0])])
         index, tops, lefts, flips = drawn.to(self.device, non_blocking=True)
         pixels = crop_flip_normalise(
-            self.images, index, tops, lefts, flips.bool(), self.padding, self.scale, self.shift
+            self.images, index, tops, lefts, flips.bool(), self.padding, self.scale, self.shift, self.padding_mode
         )
         return {"pixel_values": pixels, "labels": self.labels[index]}
 
@@ -179,7 +192,11 @@ def _to_uint8_chw(image: Any, resize: v2.Resize) -> torch.Tensor:
 
 
 def device_resident_train(
-    train: TrainImages, image_processor: Any, random_crop_padding: int = 4, horizontal_flip: bool = True
+    train: TrainImages,
+    image_processor: Any,
+    random_crop_padding: int = 4,
+    horizontal_flip: bool = True,
+    padding_mode: str = "reflect",
 ) -> DeviceResidentImages:
     """Decode a training split once (on the CPU, at the processor's size) into :class:`DeviceResidentImages`.
 
@@ -189,7 +206,7 @@ def device_resident_train(
     (:func:`device_dataloader`).
     """
     height, width = processor_size(image_processor)
-    resize = v2.Resize((height, width), antialias=True)  # the train transform's first step
+    resize = v2.Resize((height, width), interpolation=TRAIN_INTERPOLATION, antialias=True)  # as the train transform
     split = train.dataset
     images, labels = [], []
     for start in range(0, len(split), DECODE_CHUNK):
@@ -204,6 +221,7 @@ def device_resident_train(
         image_processor.image_std,
         random_crop_padding=random_crop_padding,
         horizontal_flip=horizontal_flip,
+        padding_mode=padding_mode,
     )
     logger.info(
         "Device-resident training data: %d images of %dx%d, %.1f MB.", len(dataset), height, width, dataset.nbytes / 1e6
@@ -232,3 +250,19 @@ def device_dataloader(
         num_workers=0, pin_memory=False,
     )
     return accelerator.prepare(loader)
+
+
+class DeviceResidentLoaderMixin:
+    """Trainer mixin: a :class:`DeviceResidentImages` training set makes its batches on the device (no workers,
+    the trainer's own sampler, sharded by Accelerate); any other training set goes through the Trainer's loader."""
+
+    def get_train_dataloader(self):
+        if not isinstance(self.train_dataset, DeviceResidentImages):
+            return super().get_train_dataloader()
+        return device_dataloader(
+            self.train_dataset,
+            self._train_batch_size,
+            self._get_train_sampler(self.train_dataset),
+            self.accelerator,
+            drop_last=self.args.dataloader_drop_last,
+        )

@@ -10,14 +10,14 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from transformers import set_seed
 
 from .config import DataConfig, DistillationConfig, ModelConfig, parse_config
 from .ema import EMA_FOLDER, EMACallback
-from .hardware import warn_if_bf16_is_emulated
-from .launch import prepare_processes
+from .hardware import resolve_teacher_dtype, warn_if_bf16_is_emulated
+from .launch import prepare_processes, use_all_cores_for_a_lone_cpu_process
 from .hub import push_folder, save_run_config, write_model_card
 from .data import ImageClassificationData, attach_transforms, collate_fn, load_image_classification_data
 from .device_data import device_resident_train
@@ -56,18 +56,23 @@ class DistillationRun:
 
 
 def build_distillation_run(
-    model_config: ModelConfig, data_config: DataConfig, training_args: DistillationConfig
+    model_config: ModelConfig,
+    data_config: DataConfig,
+    training_args: DistillationConfig,
+    callbacks: Sequence[Any] = (),
 ) -> DistillationRun:
-    """Everything up to ``trainer.train()``: data, student, teacher, trainer (and EMA callback)."""
+    """Everything up to ``trainer.train()``: data, student, teacher, trainer (the EMA callback and ``callbacks``)."""
     if training_args.distillation_type != "none" and not model_config.teacher_model_name_or_path:
         raise ValueError(
             f"distillation_type={training_args.distillation_type!r} needs a teacher: set teacher_model_name_or_path "
-            "(e.g. models/teacher-cifar10-regnet), or use distillation_type: none to train on labels only."
+            "(e.g. models/teacher-cifar10-resnet), or use distillation_type: none to train on labels only."
         )
     if training_args.process_index == 0:  # one warning per run, not one per rank
         warn_if_bf16_is_emulated(training_args.bf16, training_args.device.type)
     set_seed(training_args.seed)
-    data = load_image_classification_data(data_config, seed=training_args.seed)
+    data = load_image_classification_data(
+        data_config, seed=training_args.seed, hold_out_for_selection=training_args.load_best_model_at_end
+    )
     student, processor = build_student(model_config, data.id2label)
     teacher = None
     if model_config.teacher_model_name_or_path:
@@ -76,44 +81,53 @@ def build_distillation_run(
             data.label_names,
             processor,
             trust_remote_code=model_config.trust_remote_code,
-            torch_dtype=model_config.teacher_dtype,
+            torch_dtype=resolve_teacher_dtype(model_config.teacher_dtype, training_args.device.type),
             channels_last=model_config.teacher_channels_last,
             compile=model_config.teacher_compile,
         )
     attach_transforms(data, processor, data_config)
     if data_config.device_resident_data:  # decoded once here; the trainer moves it to its device
         data.train = device_resident_train(
-            data.train, processor, data_config.random_crop_padding, data_config.horizontal_flip
+            data.train, processor, data_config.random_crop_padding, data_config.horizontal_flip,
+            data_config.random_crop_padding_mode,
         )
 
-    ema = EMACallback(training_args.ema_decay, processor=processor) if training_args.ema_decay else None
+    ema = (
+        EMACallback(training_args.ema_decay, warmup=training_args.ema_warmup, processor=processor)
+        if training_args.ema_decay
+        else None
+    )
     trainer = DistillationTrainer(
         model=student,
         args=training_args,
         teacher_model=teacher,
         train_dataset=data.train,
-        eval_dataset=data.eval,
+        eval_dataset=data.during_training(data_config.eval_samples_during_training),
         data_collator=collate_fn,
         processing_class=processor,
-        callbacks=[ema] if ema is not None else None,
+        callbacks=([ema] if ema is not None else []) + list(callbacks) or None,
     )
     trainer.compute_metrics = make_compute_metrics(trainer.head_names)
     return DistillationRun(trainer, data, ema)
 
 
 def run_distillation(
-    model_config: ModelConfig, data_config: DataConfig, training_args: DistillationConfig
+    model_config: ModelConfig,
+    data_config: DataConfig,
+    training_args: DistillationConfig,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, float]:
     # hf_deit.hub publishes at the end: the Trainer's own push would also upload training_args.bin (it may hold
     # the token), checkpoints and a generic card.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    run = build_distillation_run(model_config, data_config, training_args)
+    run = build_distillation_run(model_config, data_config, training_args, callbacks)
     trainer, data, ema, student = run.trainer, run.data, run.ema, run.trainer.model
     start = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - start
     trainer.save_model()  # student weights + config + image processor, stock-loadable
     trainer.save_state()  # trainer_state.json: the full log history (loss parts, eval metrics)
+    trainer.eval_dataset = data.eval  # the reported split (checkpoints, if selected, were chosen on data.selection)
     metrics = trainer.evaluate()
     if ema is not None:
         if trainer.is_world_process_zero():
@@ -124,6 +138,7 @@ def run_distillation(
         train_loss=train_result.training_loss,
         train_images=len(data.train),
         eval_images=len(data.eval),
+        **({"selection_images": len(data.selection)} if data.selection is not None else {}),
         student_parameters=sum(p.numel() for p in student.parameters()),
         distillation_type=training_args.distillation_type,
     )
@@ -148,30 +163,6 @@ def run_distillation(
             push_folder(training_args.output_dir, repo_id, private=bool(training_args.hub_private_repo),
                         token=training_args.hub_token)
     return metrics
-
-
-def use_all_cores_for_a_lone_cpu_process() -> None:
-    """Undo ``accelerate launch``'s silent ``OMP_NUM_THREADS=1`` for a single CPU process.
-
-    Without a config file (or ``--cpu``) accelerate pins every process to one thread, which halves the
-    quickstart's speed on a 2-core machine. Only a launch by accelerate, on one process, without a GPU,
-    at exactly one thread is changed; set ``HF_DEIT_KEEP_THREADS=1`` to keep accelerate's setting.
-    """
-    import torch
-
-    launched_by_accelerate = any(key.startswith("ACCELERATE_") for key in os.environ)
-    if (
-        launched_by_accelerate
-        and os.environ.get("HF_DEIT_KEEP_THREADS") != "1"
-        and os.environ.get("OMP_NUM_THREADS") == "1"
-        and int(os.environ.get("WORLD_SIZE", "1")) == 1
-        and not torch.cuda.is_available()
-        and torch.get_num_threads() == 1
-    ):
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        if cores > 1:
-            torch.set_num_threads(cores)
-            logger.warning("One CPU process launched with OMP_NUM_THREADS=1: using all %d cores.", cores)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:

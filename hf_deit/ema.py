@@ -8,7 +8,12 @@ Checkpoints: with :class:`hf_deit.checkpointing.RobustCheckpointMixin` the EMA i
 checkpoint *before* the folder is published (``save_checkpoint_extras``), so a checkpoint never
 exists without its EMA, and it is reloaded on resume (``load_checkpoint_extras``): without that, a
 resumed run would restart the average from the resumed live weights and end with another EMA than
-an uninterrupted run. The warm-up decay depends only on the global step, which the Trainer restores.
+an uninterrupted run.
+
+The decay is constant, as in the official DeiT code. timm's optional warm-up (``ema_warmup``) ramps it
+as ``1 - (1 + step)^(-2/3)``, which reaches 0.9996 only after ~117k steps and 0.99996 after ~3.9 M,
+so with it every ``ema_decay`` above ~0.9995 behaves the same on any realistic run. The warm-up decay
+depends only on the global step, which the Trainer restores.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ EMA_FOLDER = "ema"
 
 
 class EMACallback(TrainerCallback):
-    def __init__(self, decay: float, warmup: bool = True, processor: Any = None) -> None:
+    def __init__(self, decay: float, warmup: bool = False, processor: Any = None) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {decay}; DeiT uses 0.99996 on ImageNet.")
         self.decay = decay
@@ -53,7 +58,6 @@ class EMACallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if self.ema is None:
-            # Warm-up (timm): decay grows as 1 - (1 + step)^(-2/3) up to `decay`, so short runs still average.
             self.ema = ModelEmaV3(self._unwrap(model), decay=self.decay, use_warmup=self.warmup)
         if self._resume_folder is not None:
             if os.path.isdir(self._resume_folder):

@@ -164,3 +164,27 @@ def prepare_processes(argv: Optional[Sequence[str]] = None) -> Optional[int]:
     """
     use_cpu_group_without_accelerator()
     return spawn_cpu_processes_if_requested(argv)
+
+
+def use_all_cores_for_a_lone_cpu_process() -> None:
+    """Undo ``accelerate launch``'s silent ``OMP_NUM_THREADS=1`` for a single CPU process.
+
+    Without a config file (or ``--cpu``) accelerate pins every process to one thread, which halves the
+    quickstart's speed on a 2-core machine. Only a launch by accelerate, on one process, without a GPU,
+    at exactly one thread is changed; set ``HF_DEIT_KEEP_THREADS=1`` to keep accelerate's setting.
+    """
+    import torch
+
+    launched_by_accelerate = any(key.startswith("ACCELERATE_") for key in os.environ)
+    if (
+        launched_by_accelerate
+        and os.environ.get("HF_DEIT_KEEP_THREADS") != "1"
+        and os.environ.get("OMP_NUM_THREADS") == "1"
+        and int(os.environ.get("WORLD_SIZE", "1")) == 1
+        and not torch.cuda.is_available()
+        and torch.get_num_threads() == 1
+    ):
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if cores > 1:
+            torch.set_num_threads(cores)
+            logger.warning("One CPU process launched with OMP_NUM_THREADS=1: using all %d cores.", cores)

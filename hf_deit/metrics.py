@@ -74,8 +74,12 @@ distillation_compute_metrics = make_compute_metrics()
 
 
 def classification_compute_metrics(eval_prediction):
-    """Trainer ``compute_metrics`` for plain classifiers such as teachers."""
+    """Trainer ``compute_metrics`` for plain classifiers such as teachers: ``top1``/``top5`` of the first
+    logits array, ``tta_top1``/``tta_top5`` of a second one (flip test-time augmentation) if present."""
     predictions = eval_prediction.predictions
-    if isinstance(predictions, (tuple, list)):
-        predictions = predictions[0]
-    return TopKAccuracy().compute(predictions=predictions, references=eval_prediction.label_ids)
+    if not isinstance(predictions, (tuple, list)):
+        predictions = (predictions,)
+    results = TopKAccuracy().compute(predictions=predictions[0], references=eval_prediction.label_ids)
+    if len(predictions) > 1:
+        results.update(head_accuracies({"tta": predictions[1]}, eval_prediction.label_ids))
+    return results

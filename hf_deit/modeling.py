@@ -77,19 +77,33 @@ def student_image_processor(model_config: ModelConfig) -> DeiTImageProcessor:
     )
 
 
-def init_tokens_like_deit(model: torch.nn.Module, std: float = 0.02) -> None:
-    """Truncated-normal class/distillation tokens and position embeddings, as timm's DeiT.
+def init_like_timm(model: PreTrainedModel) -> None:
+    """Re-initialise a new student exactly as timm's ``VisionTransformerDistilled`` starts.
 
-    transformers initialises them to zeros: every image then starts with identical class and
-    distillation tokens (their heads cannot differ at step 0) and the first LayerNorm sees
-    constant vectors, whose gradients explode (grad-norm ~5e4 at init on CIFAR students).
+    transformers' DeiT init differs in ways that cost a CIFAR student trained from scratch about three
+    points of top-1 (``docs/results/cifar10_cpu.md``, parity section):
+
+    - patch projection: transformers draws N(0, 0.02); timm keeps PyTorch's ``Conv2d`` default
+      (Kaiming-uniform, std ~0.083 for 4x4x3 patches), so patch embeddings start at the scale of the
+      position embeddings instead of far below them;
+    - class, distillation token and position embeddings: transformers zeros them; timm draws the
+      class token from N(0, 1e-6), the distillation token and position embeddings from
+      ``trunc_normal_(std=0.02)`` cut at +-2 *absolute* (so, in effect, untruncated);
+    - linear layers: ``trunc_normal_(std=0.02)``, zero bias; LayerNorm ones/zeros (as transformers).
     """
     embeddings = model.base_model.embeddings
     with torch.no_grad():
-        for name in ("cls_token", "distillation_token", "position_embeddings"):
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                torch.nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    torch.nn.init.zeros_(module.bias)
+        embeddings.patch_embeddings.projection.reset_parameters()
+        torch.nn.init.normal_(embeddings.cls_token, std=1e-6)
+        for name in ("distillation_token", "position_embeddings"):
             parameter = getattr(embeddings, name, None)
             if parameter is not None:
-                torch.nn.init.trunc_normal_(parameter, std=std, a=-2 * std, b=2 * std)
+                torch.nn.init.trunc_normal_(parameter, std=0.02)
 
 
 def student_class(model_config: ModelConfig) -> type[PreTrainedModel]:
@@ -155,7 +169,7 @@ def build_student(
     if model_config.student_model_name_or_path is None:
         config = student_config(model_config, id2label)
         model = model_class(config)
-        init_tokens_like_deit(model)
+        init_like_timm(model)
         apply_drop_path(model, model_config.drop_path_rate)
         model.set_attn_implementation(model_config.attn_implementation)
         return model, student_image_processor(model_config)

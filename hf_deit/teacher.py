@@ -47,6 +47,51 @@ def label_permutation(teacher_id2label: dict[int, str], student_label_names: Seq
     return [teacher_index[key] for key in student_keys]
 
 
+def teacher_input_affine(
+    student_mean: Sequence[float],
+    student_std: Sequence[float],
+    teacher_mean: Sequence[float],
+    teacher_std: Sequence[float],
+    teacher_rescale_factor: Optional[float] = 1 / 255,
+    teacher_normalize: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel ``(scale, shift)`` with ``x_teacher = x_student * scale + shift``.
+
+    The student's batch is ``(pixels / 255 - mean) / std``. The teacher's processor maps pixels
+    (0..255) to its input by ``* rescale_factor`` when ``do_rescale`` (``teacher_rescale_factor``;
+    ``None``: no rescale) and then ``(x - mean) / std`` when ``do_normalize``. Both steps are affine,
+    so the whole conversion folds into one multiply-add.
+    """
+    pixels_scale = torch.tensor(student_std, dtype=torch.float64) * 255  # pixels = x * this + pixels_shift
+    pixels_shift = torch.tensor(student_mean, dtype=torch.float64) * 255
+    rescale = 1.0 if teacher_rescale_factor is None else float(teacher_rescale_factor)
+    scale, shift = pixels_scale * rescale, pixels_shift * rescale
+    if teacher_normalize:
+        mean = torch.tensor(teacher_mean, dtype=torch.float64)
+        std = torch.tensor(teacher_std, dtype=torch.float64)
+        scale, shift = scale / std, (shift - mean) / std
+    return scale.float(), shift.float()
+
+
+def teacher_processor_flags(processor: Any) -> dict[str, Any]:
+    """The preprocessing flags of a teacher's image processor that :class:`TeacherWrapper` honours.
+
+    Rescale and normalise are affine and folded into the conversion. Flags it cannot reproduce on an
+    already-decoded batch stop the run rather than feed the teacher inputs it never saw.
+    """
+    if getattr(processor, "do_resize", True) is False:
+        raise ValueError(
+            "The teacher's image processor has do_resize: false, so its input size depends on each image; the "
+            "teacher sees the student's batch resized to one size. Save the teacher with a processor that resizes "
+            "to its training resolution (do_resize: true and size)."
+        )
+    do_rescale = getattr(processor, "do_rescale", True)
+    return {
+        "teacher_rescale_factor": float(getattr(processor, "rescale_factor", 1 / 255)) if do_rescale else None,
+        "teacher_normalize": bool(getattr(processor, "do_normalize", True)),
+    }
+
+
 class TeacherWrapper(nn.Module):
     """Frozen teacher in eval mode that maps student batches to aligned teacher logits."""
 
@@ -61,6 +106,8 @@ class TeacherWrapper(nn.Module):
         teacher_std: Sequence[float],
         channels_last: bool = False,
         compile: bool = False,
+        teacher_rescale_factor: Optional[float] = 1 / 255,
+        teacher_normalize: bool = True,
     ) -> None:
         super().__init__()
         self.teacher = teacher.eval().requires_grad_(False)
@@ -74,10 +121,11 @@ class TeacherWrapper(nn.Module):
         self.identity_order = permutation == list(range(len(permutation)))
         self.register_buffer("permutation", torch.tensor(permutation, dtype=torch.long), persistent=False)
         self.teacher_size = tuple(teacher_size)
-        self.same_normalisation = list(student_mean) == list(teacher_mean) and list(student_std) == list(teacher_std)
-        # x_teacher = (x_student * s_std + s_mean - t_mean) / t_std, folded into one scale + shift.
-        scale = torch.tensor(student_std) / torch.tensor(teacher_std)
-        shift = (torch.tensor(student_mean) - torch.tensor(teacher_mean)) / torch.tensor(teacher_std)
+        scale, shift = teacher_input_affine(
+            student_mean, student_std, teacher_mean, teacher_std, teacher_rescale_factor, teacher_normalize
+        )
+        identity = torch.allclose(scale, torch.ones_like(scale), atol=1e-6)
+        self.same_normalisation = identity and torch.allclose(shift, torch.zeros_like(shift), atol=1e-6)
         self.register_buffer("scale", scale.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("shift", shift.view(1, 3, 1, 1), persistent=False)
 
@@ -152,4 +200,5 @@ def load_teacher(
         teacher_std=teacher_processor.image_std,
         channels_last=channels_last,
         compile=compile,
+        **teacher_processor_flags(teacher_processor),
     )

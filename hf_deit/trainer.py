@@ -15,6 +15,7 @@ before the bad step is applied or saved (:mod:`hf_deit.nonfinite`), and a Hub to
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Optional
 
 import torch
@@ -25,14 +26,37 @@ from .augment import apply_mixup, build_mixup
 from .checkpointing import RobustCheckpointMixin, last_complete_checkpoint
 from .config import DistillationConfig
 from .determinism import keyed_sampler_for
-from .device_data import DeviceResidentImages, device_dataloader
+from .device_data import DeviceResidentLoaderMixin
 from .losses import deit_distillation_loss
 from .nonfinite import NonFiniteLossGuard, resolve_mode
 from .sampler import RepeatedAugmentationSampler
 from .teacher import TeacherWrapper
 
+logger = logging.getLogger(__name__)
 
-class DistillationTrainer(RobustCheckpointMixin, Trainer):
+
+def use_repeated_augmentation(num_repeats: int, world_size: int) -> bool:
+    """Repeated augmentation only where each copy of an image lands on another process.
+
+    The official DeiT code uses its ``RASampler`` only when distributed. With fewer processes than
+    repeats the copies share a process, hence a batch: on one process 85 of 128 images in a batch
+    are copies of others and an epoch sees a third of the dataset. Such runs fall back to the
+    seeded random order, with a warning.
+    """
+    if num_repeats <= 1:
+        return False
+    if world_size < num_repeats:
+        logger.warning(
+            "repeated_augmentation=%d needs at least %d processes so that each copy of an image is augmented on "
+            "another one; with %d the copies would share batches. Using the seeded random order instead (as the "
+            "official DeiT code does without distributed training).",
+            num_repeats, num_repeats, world_size,
+        )
+        return False
+    return True
+
+
+class DistillationTrainer(DeviceResidentLoaderMixin, RobustCheckpointMixin, Trainer):
     def __init__(
         self,
         model: nn.Module,
@@ -45,7 +69,7 @@ class DistillationTrainer(RobustCheckpointMixin, Trainer):
         if args.distillation_type != "none" and teacher_model is None:
             raise ValueError(
                 f"distillation_type={args.distillation_type!r} needs a teacher: set teacher_model_name_or_path "
-                "(any image-classification model, e.g. models/teacher-cifar10-regnet), or use distillation_type: none."
+                "(any image-classification model, e.g. models/teacher-cifar10-resnet), or use distillation_type: none."
             )
         super().__init__(model=model, args=args, **kwargs)
         # Our loss is already a per-batch mean: let the Trainer scale it for gradient accumulation.
@@ -171,32 +195,19 @@ class DistillationTrainer(RobustCheckpointMixin, Trainer):
             logits = logits + (teacher_logits.detach(),)
         return loss, logits, inputs["labels"]
 
-    def get_train_dataloader(self):
-        """A :class:`hf_deit.device_data.DeviceResidentImages` makes its batches on the device (no workers,
-        same sampler, sharded by Accelerate); any other training set goes through the Trainer's loader."""
-        if not isinstance(self.train_dataset, DeviceResidentImages):
-            return super().get_train_dataloader()
-        return device_dataloader(
-            self.train_dataset,
-            self._train_batch_size,
-            self._get_train_sampler(self.train_dataset),
-            self.accelerator,
-            drop_last=self.args.dataloader_drop_last,
-        )
-
     def _get_train_sampler(self, train_dataset=None):
         """Repeated augmentation or a seeded random order; for a dataset that takes sample keys
         (:class:`hf_deit.data.TrainImages`) wrapped in a :class:`KeyedSampler`, so that each image's
         augmentation is a function of (seed, epoch, position) and a resumed run replays it exactly."""
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        if self.args.repeated_augmentation > 1:
+        if use_repeated_augmentation(self.args.repeated_augmentation, self.args.world_size):
             sampler = RepeatedAugmentationSampler(
                 len(dataset),
                 num_repeats=self.args.repeated_augmentation,
                 num_processes=self.args.world_size,
                 per_process_batch_size=self.args.per_device_train_batch_size,
-                seed=self.args.seed,
+                seed=seed,
             )
             return keyed_sampler_for(dataset, seed, sampler)
         keyed = keyed_sampler_for(dataset, seed)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO / "data" / "cifar10-sample"
-EMBEDDED_TEACHER = REPO / "models" / "teacher-cifar10-regnet"
+EMBEDDED_TEACHER = REPO / "models" / "teacher-cifar10-resnet"
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 

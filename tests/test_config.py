@@ -36,7 +36,7 @@ def test_yaml_values_and_cli_overrides(tmp_path):
 def test_quickstart_config_parses():
     model, data, train = parse_config(["--config", "configs/quickstart.yaml"])
     assert data.dataset_name == "data/cifar10-sample"
-    assert model.teacher_model_name_or_path == "models/teacher-cifar10-regnet"
+    assert model.teacher_model_name_or_path == "models/teacher-cifar10-resnet"
     assert train.distillation_type == "hard"
 
 

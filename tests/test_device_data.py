@@ -65,13 +65,14 @@ def test_augmentation_is_random_per_image_but_a_function_of_the_seed():
     assert torch.equal(plain, dataset.collate([0] * 16)["pixel_values"])
 
 
+@pytest.mark.parametrize("mode", ["reflect", "constant"])
 @pytest.mark.parametrize("top,left,flip", [(0, 0, False), (4, 1, True), (2, 2, False), (3, 4, True)])
-def test_crop_and_flip_match_torchvision(top, left, flip):
-    image = torch.arange(3 * 6 * 7, dtype=torch.uint8).view(1, 3, 6, 7)
+def test_crop_and_flip_match_torchvision(top, left, flip, mode):
+    image = torch.arange(1, 1 + 3 * 6 * 7, dtype=torch.uint8).view(1, 3, 6, 7)
     ones, zeros = torch.ones(1, 3, 1, 1), torch.zeros(1, 3, 1, 1)
     ours = crop_flip_normalise(image, torch.tensor([0]), torch.tensor([top]), torch.tensor([left]),
-                               torch.tensor([flip]), 2, ones, zeros)[0]
-    expected = TF.crop(TF.pad(image[0], [2], padding_mode="reflect"), top, left, 6, 7)  # RandomCrop's own ops
+                               torch.tensor([flip]), 2, ones, zeros, padding_mode=mode)[0]
+    expected = TF.crop(TF.pad(image[0], [2], padding_mode=mode), top, left, 6, 7)  # RandomCrop's own ops
     if flip:
         expected = TF.horizontal_flip(expected)
     assert torch.equal(ours, expected.float())
@@ -110,7 +111,8 @@ def test_images_of_another_size_are_resized_once_like_the_train_transform(sample
     processor = student_image_processor(ModelConfig(image_size=16, patch_size=4))
     dataset = device_resident_train(data.train, processor, random_crop_padding=0, horizontal_flip=False)
     assert dataset.images.shape == (40, 3, 16, 16)
-    expected = TF.pil_to_tensor(TF.resize(decoded[0]["img"], [16, 16], antialias=True))
+    expected = TF.pil_to_tensor(TF.resize(decoded[0]["img"], [16, 16], interpolation=TF.InterpolationMode.BICUBIC,
+                                          antialias=True))
     assert torch.equal(dataset.images[0], expected)
 
 

@@ -44,7 +44,7 @@ def two_ranks(sample_dir, tiny_teacher, tmp_path_factory):
     probe_dir = tmp_path_factory.mktemp("probe")
     output_dir = probe_dir / "student"
     accelerate_cpu(2, "tests/ddp_probe.py", str(probe_dir),
-                   *run_flags(sample_dir, tiny_teacher, output_dir, "--repeated_augmentation", "3"))
+                   *run_flags(sample_dir, tiny_teacher, output_dir, "--repeated_augmentation", "2"))
     ranks = [json.loads((probe_dir / f"rank{r}.json").read_text()) for r in range(2)]
     return ranks, output_dir
 
@@ -55,15 +55,16 @@ def test_ranks_see_disjoint_shards_of_the_repeated_stream(two_ranks):
     first, second = (r["train_indices_epoch0"] for r in ranks)
     assert len(first) == len(second) == 48  # 96 images / 2 processes: one pass worth of compute
     assert all(0 <= i < 96 for i in first + second)
-    # The official RASampler deals the stream [p0, p0, p0, p1, p1, p1, ...] round-robin: rank 0 takes
-    # its even positions, rank 1 its odd ones. Interleaving what the two ranks saw must give that
-    # stream back: runs of 3 copies of one image, a different image in every run. Two ranks that saw
-    # the same batches (an undistributed sampler, or two world-size-1 processes) cannot pass this.
+    # The official RASampler deals the stream [p0, p0, p1, p1, ...] round-robin: rank 0 takes its even
+    # positions, rank 1 its odd ones, so each copy of an image is augmented on the other rank.
+    # Interleaving what the two ranks saw must give that stream back: runs of 2 copies of one image, a
+    # different image in every run. An undistributed sampler (each rank reading the whole stream)
+    # gives runs of 4; two world-size-1 processes fail the world-size check above.
     stream = [index for pair in zip(first, second) for index in pair]
-    runs = [stream[start:start + 3] for start in range(0, len(stream), 3)]
+    runs = [stream[start:start + 2] for start in range(0, len(stream), 2)]
     assert all(len(set(run)) == 1 for run in runs), runs[:4]
-    assert len({run[0] for run in runs}) == len(runs) == 32
-    assert first != second
+    assert len({run[0] for run in runs}) == len(runs) == 48
+    assert len(first) == len(set(first))  # no copies within a rank
 
 
 def test_weights_identical_across_ranks_after_training(two_ranks):

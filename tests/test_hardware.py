@@ -51,3 +51,15 @@ def test_a_run_with_bf16_on_an_emulating_cpu_warns(cpu_flags, caplog, sample_dir
     with caplog.at_level(logging.WARNING, logger="hf_deit.hardware"):
         build_distillation_run(*parse_config(argv))
     assert "no bf16 instructions" in caplog.text
+
+
+def test_auto_teacher_dtype_is_bf16_only_where_native(monkeypatch):
+    import hf_deit.hardware as hardware
+
+    assert hardware.resolve_teacher_dtype("float16", "cpu") == "float16"  # explicit values pass through
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)
+    assert hardware.resolve_teacher_dtype("auto", "cpu") == "bfloat16"
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: False)
+    assert hardware.resolve_teacher_dtype("auto", "cpu") == "float32"
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: None)  # flags unknown: the safe choice
+    assert hardware.resolve_teacher_dtype("auto", "cpu") == "float32"

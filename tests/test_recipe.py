@@ -165,10 +165,12 @@ def sampler_full(sampler):
     return [i for i in order for _ in range(sampler.num_repeats)]
 
 
-def test_repeated_augmentation_sampler_is_what_the_trainer_uses(sample_dir, tiny_teacher, tmp_path):
+def test_repeated_augmentation_sampler_is_what_the_trainer_uses(sample_dir, tiny_teacher, tmp_path, monkeypatch):
+    """With at least as many processes as repeats (here 3, as the trainer sees them)."""
     from hf_deit.trainer import DistillationTrainer
 
     _, _, args = parse_config(["--repeated_augmentation", "3", "--output_dir", str(tmp_path)])
+    monkeypatch.setattr(DistillationConfig, "world_size", property(lambda self: 3))
     model, _ = build_student(ModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                                          intermediate_size=64, patch_size=8), ID2LABEL)
     args.distillation_type = "none"

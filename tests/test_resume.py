@@ -216,15 +216,16 @@ def test_best_checkpoint_and_rotation_work_with_atomic_saves(sample_dir, tiny_te
 
 
 def test_teacher_training_resumes_exactly(sample_dir, tmp_path):
-    """scripts/train_teacher.py's trainer (stock Trainer + the same checkpoint mixin): a RegNet with
-    batch-norm buffers, resumed mid-epoch from a copied checkpoint, ends bit-identical."""
+    """scripts/train_teacher.py's trainer (stock Trainer + the same checkpoint mixin) with the shipped teacher
+    recipe (device-resident data, SGD, bf16 autocast): a ResNet with batch-norm buffers, resumed mid-epoch from
+    a copied checkpoint, ends bit-identical."""
     from hf_deit.teacher_training import main as train_teacher
 
     def run(output_dir, *extra):
         return train_teacher([
-            "--config", "configs/teacher_cifar10_regnet.yaml", "--dataset_name", str(sample_dir),
+            "--config", "configs/teacher_cifar10_resnet.yaml", "--dataset_name", str(sample_dir),
             "--model_config_overrides", '{"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1], '
-            '"groups_width": 8, "layer_type": "x"}',
+            '"layer_type": "basic"}', "--image_size", "32", "--eval_flip_tta", "false",
             "--max_train_samples", "48", "--max_eval_samples", "16", "--num_train_epochs", "2",
             "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "16", "--eval_strategy", "no",
             "--save_strategy", "steps", "--save_steps", "2", "--save_total_limit", "0", "--output_dir", str(output_dir),

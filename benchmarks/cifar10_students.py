@@ -1,0 +1,159 @@
+"""The CIFAR-10 students of docs/results/cifar10_cpu.md: hard / soft / none at one recipe and budget, with
+test accuracy against training wall time.
+
+Each mode trains ``configs/cifar10_cpu_student.yaml`` on the 50,000 training images through
+``hf_deit.distill.main``, evaluates every ``--eval_every`` steps on the first 2,000 test images (the curve)
+and once at the end on all 10,000 (the table). A run checkpoints every ``--save_every`` steps and resumes
+exactly from its last checkpoint when the script is started again, so a 90-minute run may span sessions;
+the clock counts training steps only (evaluation and checkpoint writing excluded), carried across resumes
+in the Trainer's log history (``train_wall_s``).
+
+    python benchmarks/cifar10_students.py --mode hard --dataset_name ../shared/data/cifar10   # ~90 min
+    python benchmarks/cifar10_students.py --table        # table + PNG from the finished runs
+
+Writes ``runs/students/<mode>/`` (the runs) and ``docs/results/students.json`` (a section of
+``docs/results/cifar10_cpu.md``) plus ``docs/results/students_time_to_accuracy.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_page import save_section  # noqa: E402
+from timing import REPO, RESULTS, describe_machine, machine  # noqa: E402
+
+MODES = ("hard", "soft", "none")
+THRESHOLDS = (0.60, 0.70, 0.75, 0.80, 0.85)
+CONFIG = REPO / "configs" / "cifar10_cpu_student.yaml"
+RUNS = REPO / "runs" / "students"
+
+
+class TrainingClock(TrainerCallback):
+    """Adds ``train_wall_s`` (seconds spent in training steps so far, evaluation and saving excluded) to every log,
+    resumed from the last logged value when a run resumes from a checkpoint."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.elapsed = 0.0
+        self.last = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.offset = max((entry.get("train_wall_s", 0.0) for entry in state.log_history), default=0.0)
+        self.last = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.perf_counter()
+        self.elapsed += now - self.last
+        self.last = now
+
+    def _pause(self, *args, **kwargs):  # evaluation / checkpoint just ran: its time is not training time
+        self.last = time.perf_counter()
+
+    on_evaluate = on_save = _pause
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is not None:
+            logs["train_wall_s"] = round(self.offset + self.elapsed, 1)
+
+
+def run_mode(mode: str, dataset: str, eval_every: int, save_every: int, extra: list[str]) -> dict:
+    from hf_deit.checkpointing import last_complete_checkpoint
+    from hf_deit.config import parse_config
+    from hf_deit.distill import run_distillation
+
+    output_dir = RUNS / mode
+    argv = ["--config", str(CONFIG), "--dataset_name", dataset, "--distillation_type", mode,
+            "--output_dir", str(output_dir), "--eval_strategy", "steps", "--eval_steps", str(eval_every),
+            "--eval_samples_during_training", "2000", "--save_strategy", "steps", "--save_steps", str(save_every),
+            "--save_total_limit", "1", "--disable_tqdm", "true", *extra]
+    if output_dir.is_dir() and last_complete_checkpoint(str(output_dir)) is not None:
+        argv += ["--resume_from_checkpoint", "true"]
+    metrics = run_distillation(*parse_config(argv), callbacks=[TrainingClock()])
+    return metrics
+
+
+def curve(mode: str) -> list[tuple[float, float]]:
+    """(training minutes, fused top-1 on the 2,000 test images) at each periodic evaluation."""
+    state = json.loads((RUNS / mode / "trainer_state.json").read_text())
+    return [(entry["train_wall_s"] / 60, entry["eval_fused_top1"]) for entry in state["log_history"]
+            if "eval_fused_top1" in entry and "train_wall_s" in entry]
+
+
+def minutes_to(points: list[tuple[float, float]], threshold: float):
+    return next((round(minutes, 1) for minutes, accuracy in points if accuracy >= threshold), None)
+
+
+def table(environment: dict) -> dict:
+    rows, curves = [], {}
+    for mode in MODES:
+        results = RUNS / mode / "all_results.json"
+        if not results.exists():
+            continue
+        metrics = json.loads(results.read_text())
+        curves[mode] = curve(mode)
+        rows.append({
+            "mode": mode, "fused": metrics["eval_fused_top1"], "cls": metrics["eval_cls_top1"],
+            "distill": metrics["eval_distill_top1"], "teacher": metrics.get("eval_teacher_top1"),
+            "train_minutes": curves[mode][-1][0] if curves[mode] else metrics["train_runtime_s"] / 60,
+            "minutes_to": {f"{t:.0%}": minutes_to(curves[mode], t) for t in THRESHOLDS},
+        })
+    if curves:
+        plot(curves, RESULTS / "students_time_to_accuracy.png")
+    binomial = 100 * math.sqrt(0.85 * 0.15 / 10000)
+    lines = ["## The students: hard vs soft vs none", "",
+             "One recipe (`configs/cifar10_cpu_student.yaml`) and budget; only `distillation_type` changes. "
+             f"Top-1 on all 10,000 test images at the end of training (one standard error ≈ {binomial:.1f} points).",
+             "", "| distillation | fused | class head | distillation head | training minutes |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['mode']} | **{100 * r['fused']:.2f}** | {100 * r['cls']:.2f} | {100 * r['distill']:.2f} | "
+              f"{r['train_minutes']:.1f} |" for r in rows]
+    lines += ["", "Minutes of training to reach a fused top-1 on the first 2,000 test images (periodic evaluations; "
+              "— : not reached):", "", "| distillation | " + " | ".join(f"{t:.0%}" for t in THRESHOLDS) + " |",
+              "|---|" + "---:|" * len(THRESHOLDS)]
+    lines += ["| " + r["mode"] + " | " + " | ".join("—" if v is None else f"{v}" for v in r["minutes_to"].values())
+              + " |" for r in rows]
+    lines += ["", "![test accuracy against training time](students_time_to_accuracy.png)", "",
+              f"Reproduce: `python benchmarks/cifar10_students.py --mode MODE --dataset_name ../shared/data/cifar10` "
+              f"for each mode, then `--table`. Machine: {describe_machine(environment)}."]
+    return {"rows": rows, "curves": curves, "machine": environment, "markdown": "\n".join(lines)}
+
+
+def plot(curves: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for mode, points in curves.items():
+        axis.plot([m for m, _ in points], [100 * a for _, a in points], marker="o", markersize=3, label=mode)
+    axis.set_xlabel("training wall time (minutes, 2 CPU cores)")
+    axis.set_ylabel("fused top-1 on 2,000 test images (%)")
+    axis.grid(alpha=0.3)
+    axis.legend(title="distillation")
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--mode", choices=MODES)
+    parser.add_argument("--dataset_name", default="../shared/data/cifar10")
+    parser.add_argument("--eval_every", type=int, default=200)
+    parser.add_argument("--save_every", type=int, default=400)
+    parser.add_argument("--table", action="store_true", help="only assemble the table and the PNG")
+    args, extra = parser.parse_known_args(argv)
+    if args.mode and not args.table:
+        run_mode(args.mode, args.dataset_name, args.eval_every, args.save_every, extra)
+    save_section(table(machine()), RESULTS / "students.json")
+
+
+if __name__ == "__main__":
+    main()

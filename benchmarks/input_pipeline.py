@@ -238,7 +238,7 @@ def markdown(result: dict) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset_name", default="data/cifar10-sample")
-    parser.add_argument("--teacher", default="models/teacher-cifar10-regnet")
+    parser.add_argument("--teacher", default="models/teacher-cifar10-resnet")
     parser.add_argument("--workers", type=int, nargs="+", default=None,
                         help="dataloader_num_workers to measure (default: 0 and the recipe's, clamped to the cores)")
     parser.add_argument("--batch_size", type=int, default=None, help="default: the quickstart's (64)")

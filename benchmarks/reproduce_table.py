@@ -145,7 +145,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("--epochs", type=int, default=None, help="override the budget's epochs")
     parser.add_argument("--train_samples", type=int, default=None, help="override the budget's train subset")
     parser.add_argument("--dataset_name", default="uoft-cs/cifar10")
-    parser.add_argument("--teacher", default="models/teacher-cifar10-regnet")
+    parser.add_argument("--teacher", default="models/teacher-cifar10-resnet")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--work_dir", default="outputs/table")
     parser.add_argument("--out", default="docs/results/cifar10_table")

@@ -562,7 +562,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="tiny students and sizes: seconds (tests)")
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="training images per epoch")
     parser.add_argument("--dataset_name", default=str(REPO / "data" / "cifar10-sample"))
-    parser.add_argument("--teacher", default=str(REPO / "models" / "teacher-cifar10-regnet"))
+    parser.add_argument("--teacher", default=str(REPO / "models" / "teacher-cifar10-resnet"))
     parser.add_argument("--warmup_steps", type=int, default=None,
                         help="steps of the discarded warm-up epoch per student (default 4; --quick: 1)")
     parser.add_argument("--seed", type=int, default=42)

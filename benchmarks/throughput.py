@@ -1,7 +1,7 @@
 """Does the Trainer cost speed? ``DistillationTrainer`` vs a hand-written loop in the official DeiT style.
 
 Same student (configs/quickstart.yaml: DeiT 128 wide, 6 layers, 32x32, 4x4 patches), same teacher
-(models/teacher-cifar10-regnet), same data (the shipped sample through the same decode + crop/flip
+(models/teacher-cifar10-resnet), same data (the shipped sample through the same decode + crop/flip
 dataset), same batch, AdamW, cosine schedule and gradient clipping, same machine, runs interleaved:
 
   (a) ``hf_deit``: ``build_distillation_run`` + ``trainer.train()``, exactly what ``scripts/distill.py`` runs;

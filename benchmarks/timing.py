@@ -57,7 +57,7 @@ def quickstart_argv(output_dir: str | os.PathLike, *overrides: str, dataset: Opt
     """The quickstart config with benchmark settings (no saving, no evaluation, quiet) plus ``overrides``."""
     argv = ["--config", str(REPO / "configs" / "quickstart.yaml"), "--output_dir", str(output_dir),
             "--disable_tqdm", "true", "--save_strategy", "no", "--eval_strategy", "no", "--report_to", "none",
-            "--teacher_model_name_or_path", str(REPO / "models" / "teacher-cifar10-regnet")]
+            "--teacher_model_name_or_path", str(REPO / "models" / "teacher-cifar10-resnet")]
     argv += ["--dataset_name", dataset or str(REPO / "data" / "cifar10-sample")]
     return argv + list(overrides)
 

@@ -60,16 +60,19 @@ class TrainingClock(TrainerCallback):
     on_evaluate = on_save = _pause
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        value = round(self.offset + self.elapsed, 1)
         if logs is not None:
-            logs["train_wall_s"] = round(self.offset + self.elapsed, 1)
+            logs["train_wall_s"] = value
+        if state.log_history:  # the Trainer appended a copy of ``logs`` before calling us
+            state.log_history[-1]["train_wall_s"] = value
 
 
-def run_mode(mode: str, dataset: str, eval_every: int, save_every: int, extra: list[str]) -> dict:
+def run_mode(mode: str, dataset: str, eval_every: int, save_every: int, extra: list[str], runs: Path = RUNS) -> dict:
     from hf_deit.checkpointing import last_complete_checkpoint
     from hf_deit.config import parse_config
     from hf_deit.distill import run_distillation
 
-    output_dir = RUNS / mode
+    output_dir = runs / mode
     argv = ["--config", str(CONFIG), "--dataset_name", dataset, "--distillation_type", mode,
             "--output_dir", str(output_dir), "--eval_strategy", "steps", "--eval_steps", str(eval_every),
             "--eval_samples_during_training", "2000", "--save_strategy", "steps", "--save_steps", str(save_every),
@@ -80,9 +83,9 @@ def run_mode(mode: str, dataset: str, eval_every: int, save_every: int, extra: l
     return metrics
 
 
-def curve(mode: str) -> list[tuple[float, float]]:
+def curve(mode: str, runs: Path = RUNS) -> list[tuple[float, float]]:
     """(training minutes, fused top-1 on the 2,000 test images) at each periodic evaluation."""
-    state = json.loads((RUNS / mode / "trainer_state.json").read_text())
+    state = json.loads((runs / mode / "trainer_state.json").read_text())
     return [(entry["train_wall_s"] / 60, entry["eval_fused_top1"]) for entry in state["log_history"]
             if "eval_fused_top1" in entry and "train_wall_s" in entry]
 
@@ -91,14 +94,14 @@ def minutes_to(points: list[tuple[float, float]], threshold: float):
     return next((round(minutes, 1) for minutes, accuracy in points if accuracy >= threshold), None)
 
 
-def table(environment: dict) -> dict:
+def table(environment: dict, runs: Path = RUNS, png: Path = RESULTS / "students_time_to_accuracy.png") -> dict:
     rows, curves = [], {}
     for mode in MODES:
-        results = RUNS / mode / "all_results.json"
+        results = runs / mode / "all_results.json"
         if not results.exists():
             continue
         metrics = json.loads(results.read_text())
-        curves[mode] = curve(mode)
+        curves[mode] = curve(mode, runs)
         rows.append({
             "mode": mode, "fused": metrics["eval_fused_top1"], "cls": metrics["eval_cls_top1"],
             "distill": metrics["eval_distill_top1"], "teacher": metrics.get("eval_teacher_top1"),
@@ -106,7 +109,7 @@ def table(environment: dict) -> dict:
             "minutes_to": {f"{t:.0%}": minutes_to(curves[mode], t) for t in THRESHOLDS},
         })
     if curves:
-        plot(curves, RESULTS / "students_time_to_accuracy.png")
+        plot(curves, png)
     binomial = 100 * math.sqrt(0.85 * 0.15 / 10000)
     lines = ["## The students: hard vs soft vs none", "",
              "One recipe (`configs/cifar10_cpu_student.yaml`) and budget; only `distillation_type` changes. "
@@ -119,7 +122,7 @@ def table(environment: dict) -> dict:
               "|---|" + "---:|" * len(THRESHOLDS)]
     lines += ["| " + r["mode"] + " | " + " | ".join("—" if v is None else f"{v}" for v in r["minutes_to"].values())
               + " |" for r in rows]
-    lines += ["", "![test accuracy against training time](students_time_to_accuracy.png)", "",
+    lines += ["", f"![test accuracy against training time]({png.name})", "",
               f"Reproduce: `python benchmarks/cifar10_students.py --mode MODE --dataset_name ../shared/data/cifar10` "
               f"for each mode, then `--table`. Machine: {describe_machine(environment)}."]
     return {"rows": rows, "curves": curves, "machine": environment, "markdown": "\n".join(lines)}
@@ -142,17 +145,22 @@ def plot(curves: dict, out: Path) -> None:
     figure.savefig(out, dpi=120)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mode", choices=MODES)
     parser.add_argument("--dataset_name", default="../shared/data/cifar10")
     parser.add_argument("--eval_every", type=int, default=200)
     parser.add_argument("--save_every", type=int, default=400)
     parser.add_argument("--table", action="store_true", help="only assemble the table and the PNG")
+    parser.add_argument("--runs_dir", default=str(RUNS))
+    parser.add_argument("--out", default=str(RESULTS / "students.json"))
     args, extra = parser.parse_known_args(argv)
+    runs, out = Path(args.runs_dir), Path(args.out)
     if args.mode and not args.table:
-        run_mode(args.mode, args.dataset_name, args.eval_every, args.save_every, extra)
-    save_section(table(machine()), RESULTS / "students.json")
+        run_mode(args.mode, args.dataset_name, args.eval_every, args.save_every, extra, runs)
+    result = table(machine(), runs, out.parent / "students_time_to_accuracy.png")
+    save_section(result, out)
+    return result
 
 
 if __name__ == "__main__":

@@ -43,15 +43,16 @@ RECIPE = {  # the settings of both loops
 ROWS = ("hf-deit", "reference", "hf-deit, transformers init")
 
 
-def first_images(dataset_name: str, count: int, folder: Path) -> Path:
-    """The first ``count`` training images and the whole test split, as a local dataset both loops read."""
+def first_images(dataset_name: str, count: int, folder: Path) -> tuple[Path, int]:
+    """The first ``count`` training images and the whole test split, as a local dataset both loops read;
+    returns the folder and the number of test images."""
     from datasets import load_dataset
 
     raw = load_dataset(dataset_name)
     folder.mkdir(parents=True, exist_ok=True)
     raw["train"].select(range(count)).to_parquet(str(folder / "train-00000-of-00001.parquet"))
     raw["test"].to_parquet(str(folder / "test-00000-of-00001.parquet"))
-    return folder
+    return folder, len(raw["test"])
 
 
 # -- (a) hf-deit ----------------------------------------------------------------------------------------------
@@ -257,7 +258,7 @@ def weights_digest(folder: Path) -> str:
     return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()[:16]
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset_name", default="../shared/data/cifar10")
     parser.add_argument("--teacher", default=str(REPO / "models" / "teacher-cifar10-resnet"))
@@ -279,7 +280,7 @@ def main(argv=None) -> None:
            "teacher_sha256": weights_digest(Path(args.teacher))}
     runs = saved.get("runs", []) if saved.get("key") == key else []
     with tempfile.TemporaryDirectory() as tmp:
-        data = first_images(args.dataset_name, args.train_images, Path(tmp) / "data")
+        data, test_images = first_images(args.dataset_name, args.train_images, Path(tmp) / "data")
         for seed in args.seeds:
             for row in args.rows:
                 if any(r["row"] == row and r["seed"] == seed for r in runs):
@@ -294,8 +295,9 @@ def main(argv=None) -> None:
                 print(json.dumps(runs[-1]), flush=True)
                 rows = summarise(runs)
                 environment = machine()
-                page = markdown(rows, environment, 10000, args.train_images, key["teacher"])
+                page = markdown(rows, environment, test_images, args.train_images, key["teacher"])
                 save_section({"key": key, "machine": environment, "runs": runs, "rows": rows, "markdown": page}, out)
+    return runs
 
 
 if __name__ == "__main__":

@@ -111,3 +111,72 @@ def test_input_pipeline_benchmark_smoke(sample_dir, tmp_path):
                                   "--out", str(tmp_path / "input_pipeline"), "--extra", *TINY_STUDENT_ARGS])
     assert "| input pipeline |" in result["markdown"] and "Reproduce:" in result["markdown"]
     assert json.loads((tmp_path / "input_pipeline.json").read_text())["markdown"] == result["markdown"]
+
+
+def test_parity_benchmark_smoke(sample_dir, tiny_teacher, tmp_path):
+    """Both loops train on the same first images and are scored on the same test split; a rerun skips finished runs."""
+    import parity
+
+    flags = ["--dataset_name", str(sample_dir), "--teacher", str(tiny_teacher), "--train_images", "64",
+             "--epochs", "1", "--seeds", "1", "--rows", "hf-deit", "reference", "--out", str(tmp_path / "parity.json")]
+    runs = parity.main(flags)
+    assert [(r["row"], r["seed"]) for r in runs] == [("hf-deit", 1), ("reference", 1)]
+    assert all(0 <= r["fused"] <= 1 and r["seconds_per_step"] > 0 for r in runs)
+    saved = json.loads((tmp_path / "parity.json").read_text())
+    assert "| reference | 1 |" in saved["markdown"] and "1,000-image test split" in saved["markdown"]
+    assert parity.main(flags) == runs  # resumable: nothing retrained
+
+
+def test_parity_reference_criterion_is_the_official_hard_distillation():
+    import torch
+
+    from hf_deit.losses import deit_distillation_loss
+    from parity import official_hard_distillation
+
+    torch.manual_seed(0)
+    cls, distill, teacher, labels = torch.randn(5, 10), torch.randn(5, 10), torch.randn(5, 10), torch.randint(0, 10, (5,))
+    ours = deit_distillation_loss(cls, distill, labels, teacher, "hard", 0.5, 1.0).loss
+    torch.testing.assert_close(official_hard_distillation(cls, distill, labels, teacher, 0.5), ours)
+
+
+def test_teacher_result_ships_a_stock_loadable_model_with_its_card(sample_dir, tmp_path):
+    import teacher_result
+    from transformers import AutoModelForImageClassification
+
+    from hf_deit.teacher_training import main as train_teacher
+
+    run = tmp_path / "teacher"
+    train_teacher(["--config", "configs/teacher_cifar10_resnet.yaml", "--dataset_name", str(sample_dir),
+                   "--model_config_overrides", '{"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1]}',
+                   "--image_size", "32", "--max_train_samples", "64", "--max_eval_samples", "32", "--max_steps", "2",
+                   "--per_device_train_batch_size", "32", "--save_strategy", "no", "--output_dir", str(run),
+                   "--disable_tqdm", "true"])
+    teacher_result.main([str(run), "--ship", str(tmp_path / "ship"), "--out", str(tmp_path / "teacher.json")])
+    saved = json.loads((tmp_path / "teacher.json").read_text())
+    assert f"{100 * saved['top1']:.2f} %" in saved["markdown"] and saved["tta_top1"] is not None
+    card = (tmp_path / "ship" / "README.md").read_text()
+    assert f"value: {saved['top1']:.4f}" in card and "configs/teacher_cifar10_resnet.yaml" in card
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "ship")
+    assert type(model).__name__ == "ResNetForImageClassification" and model.config.num_labels == 10
+
+
+def test_students_benchmark_smoke_with_resume(sample_dir, tiny_teacher, tmp_path):
+    """One tiny run, interrupted after its first checkpoint and resumed: the clock carries on, the table reads it."""
+    import cifar10_students
+
+    from helpers import TINY_STUDENT_ARGS
+
+    flags = ["--mode", "hard", "--dataset_name", str(sample_dir), "--eval_every", "2", "--save_every", "2",
+             "--runs_dir", str(tmp_path / "runs"), "--out", str(tmp_path / "students.json"),
+             "--teacher_model_name_or_path", str(tiny_teacher), "--max_train_samples", "64",
+             "--eval_samples_during_training", "16", "--max_eval_samples", "32", "--per_device_train_batch_size", "16",
+             "--num_train_epochs", "2", "--logging_steps", "2", *TINY_STUDENT_ARGS]
+    result = cifar10_students.main(flags + ["--max_steps", "4"])  # stops after 4 of 8 steps: "interrupted"
+    first = result["curves"]["hard"]
+    result = cifar10_students.main(flags + ["--max_steps", "8"])  # resumes from checkpoint-4
+    curve = result["curves"]["hard"]
+    assert len(curve) == 4 and curve[:2] == first
+    assert all(later[0] >= earlier[0] for earlier, later in zip(curve, curve[1:]))  # the clock never restarts
+    row = result["rows"][0]
+    assert row["mode"] == "hard" and 0 <= row["fused"] <= 1
+    assert "| hard |" in result["markdown"] and (tmp_path / "students_time_to_accuracy.png").stat().st_size > 0

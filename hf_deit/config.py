@@ -189,7 +189,33 @@ class ModelConfig:
 
 
 @dataclass
-class DistillationConfig(TrainingArguments):
+class ImageTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` with the defaults every hf-deit run (student or teacher) needs.
+
+    Images arrive through ``with_transform``, so the raw columns must reach the collator
+    (``remove_unused_columns=False``); students and CNN teachers use every parameter in every step, so
+    DDP's search for unused ones is only an extra autograd pass; ``bf16`` without a bf16 GPU means CPU
+    autocast (:func:`bf16_on_cpu_means_use_cpu`).
+    """
+
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep raw image columns for the transform."})
+    report_to: Optional[str] = field(default="none", metadata={"help": "Experiment trackers (none, tensorboard, ...)."})
+    ddp_find_unused_parameters: Optional[bool] = field(
+        default=False,
+        metadata={
+            "help": "DDP's search for parameters without gradient. Every parameter of a DeiT student (both heads "
+            "train in every mode) or a CNN teacher is used in every step, so the search only costs an extra "
+            "autograd pass per step."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        bf16_on_cpu_means_use_cpu(self)
+        super().__post_init__()
+
+
+@dataclass
+class DistillationConfig(ImageTrainingArguments):
     """``TrainingArguments`` plus the DeiT distillation loss.
 
     Defaults differ from ``TrainingArguments`` where image distillation needs it: images arrive
@@ -242,16 +268,7 @@ class DistillationConfig(TrainingArguments):
         },
     )
     output_dir: Optional[str] = field(default="outputs/deit-student", metadata={"help": "Where to write the run."})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep raw image columns for the transform."})
     label_names: Optional[list[str]] = field(default_factory=lambda: ["labels"], metadata={"help": "Label keys."})
-    report_to: Optional[str] = field(default="none", metadata={"help": "Experiment trackers (none, tensorboard, ...)."})
-    ddp_find_unused_parameters: Optional[bool] = field(
-        default=False,
-        metadata={
-            "help": "DDP's search for parameters without gradient. Every parameter of a DeiT student is used in every "
-            "step (both heads train in every mode), so the search only costs an extra autograd pass per step."
-        },
-    )
 
     def __post_init__(self) -> None:
         validate_distillation_settings(
@@ -263,7 +280,6 @@ class DistillationConfig(TrainingArguments):
             )
         if self.repeated_augmentation < 1:
             raise ValueError(f"repeated_augmentation must be >= 1 (1 = off), got {self.repeated_augmentation}.")
-        bf16_on_cpu_means_use_cpu(self)
         super().__post_init__()
         if self.base_learning_rate is not None:
             global_batch = self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps

@@ -21,14 +21,13 @@ from transformers import (
     AutoImageProcessor,
     AutoModelForImageClassification,
     Trainer,
-    TrainingArguments,
     ViTImageProcessor,
 )
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 
 from .launch import prepare_processes, use_all_cores_for_a_lone_cpu_process
 from .checkpointing import RobustCheckpointMixin
-from .config import DataConfig, bf16_on_cpu_means_use_cpu, parse_config
+from .config import DataConfig, ImageTrainingArguments, parse_config
 from .data import attach_transforms, collate_fn, load_image_classification_data
 from .determinism import keyed_sampler_for
 from .device_data import DeviceResidentLoaderMixin, device_resident_train
@@ -64,13 +63,8 @@ class TeacherModelConfig:
 
 
 @dataclass
-class TeacherTrainingConfig(TrainingArguments):
+class TeacherTrainingConfig(ImageTrainingArguments):
     output_dir: Optional[str] = field(default="outputs/teacher", metadata={"help": "Where to write the run."})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep raw image columns for the transform."})
-    report_to: Optional[str] = field(default="none", metadata={"help": "Experiment trackers."})
-    ddp_find_unused_parameters: Optional[bool] = field(
-        default=False, metadata={"help": "DDP's search for unused parameters (a CNN classifier uses all of them)."}
-    )
     eval_flip_tta: bool = field(
         default=False,
         metadata={
@@ -78,10 +72,6 @@ class TeacherTrainingConfig(TrainingArguments):
             "eval_tta_top1. The saved model and the distillation targets are the plain forward."
         },
     )
-
-    def __post_init__(self) -> None:
-        bf16_on_cpu_means_use_cpu(self)
-        super().__post_init__()
 
 
 class TeacherTrainer(DeviceResidentLoaderMixin, RobustCheckpointMixin, Trainer):

@@ -73,9 +73,9 @@ def recipe_flags() -> tuple[list[str], list[str], dict[str, Any]]:
 @contextlib.contextmanager
 def timed_device_decode(record: dict) -> Iterator[None]:
     """Time the one-off decode of a device-resident run inside ``build_distillation_run``."""
-    import hf_deit.training.distill as distill
+    import hf_deit.data.inputs as inputs
 
-    original = distill.device_resident_train
+    original = inputs.device_resident_train
 
     def timed(*args: Any, **kwargs: Any):
         start = time.perf_counter()
@@ -84,11 +84,11 @@ def timed_device_decode(record: dict) -> Iterator[None]:
                       megabytes=round(dataset.nbytes / 1e6, 1))
         return dataset
 
-    distill.device_resident_train = timed
+    inputs.device_resident_train = timed
     try:
         yield
     finally:
-        distill.device_resident_train = original
+        inputs.device_resident_train = original
 
 
 def build_run(common: list[str], extra: Sequence[str]):

@@ -64,7 +64,7 @@ def main() -> dict:
     lines = ["| images x classes | logits through evaluate (s) | top-k indices through evaluate (s) | speed-up |",
              "|---|---:|---:|---:|"]
     lines += [f"| {r['images']:,} x {r['classes']:,} | {r['logits_s']:.3f} | {r['indices_s']:.3f} | "
-              f"**{r['logits_s'] / r['indices_s']:.0f}x** |" for r in rows]
+              f"**{r['logits_s'] / r['indices_s']:.1f}x** |" for r in rows]
     environment = machine()
     lines += ["", f"Median of 3 per cell, one head; the same accuracies both ways (asserted). {describe_machine(environment)}.",
               "Reproduce: `python benchmarks/metrics_speed.py`."]

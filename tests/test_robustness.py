@@ -238,7 +238,7 @@ def test_10000px_jpeg_is_decoded_at_reduced_scale_in_bounded_memory(huge_images)
         "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "print(image.size[0], image.size[1], (after - before) // 1024)\n"
     )
-    images_py = str(REPO / "hf_deit" / "images.py")
+    images_py = str(REPO / "hf_deit" / "data" / "images.py")
     out = subprocess.run([sys.executable, "-c", code, huge_images["jpeg_path"], images_py], capture_output=True,
                          text=True, cwd=REPO, check=True).stdout.split()
     width, height, grown_mb = map(int, out)
@@ -267,7 +267,7 @@ def test_empty_split_in_memory_is_a_clear_error(empty, monkeypatch):
     one_row = {"image": [{"bytes": good_png(0), "path": None}], "label": [0]}
     splits = {name: Dataset.from_dict({"image": [], "label": []} if name == empty else one_row, features=FEATURES)
               for name in ("train", "test")}
-    monkeypatch.setattr(hf_deit.data, "_load_raw", lambda config: DatasetDict(splits))
+    monkeypatch.setattr(hf_deit.data.datasets, "_load_raw", lambda config: DatasetDict(splits))
     expected = "train split" if empty == "train" else r"evaluation \(test\) split"
     with pytest.raises(ValueError, match=f"The {expected} of 'mem' is empty"):
         load_image_classification_data(DataConfig(dataset_name="mem"))
@@ -343,7 +343,7 @@ def _nan_from_call(monkeypatch, bad_call: int) -> None:
                 parts.loss = parts.loss + parts.base_loss
         return parts
 
-    monkeypatch.setattr(hf_deit.trainer, "deit_distillation_loss", poisoned)
+    monkeypatch.setattr(hf_deit.training.trainer, "deit_distillation_loss", poisoned)
 
 
 @pytest.mark.parametrize("mode", ["step", "deferred"])

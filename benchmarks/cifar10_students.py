@@ -2,7 +2,7 @@
 test accuracy against training wall time.
 
 Each mode trains ``configs/cifar10_cpu_student.yaml`` on the 50,000 training images through
-``hf_deit.distill.main``, evaluates every ``--eval_every`` steps on the first 2,000 test images (the curve)
+``hf_deit.training.distill.main``, evaluates every ``--eval_every`` steps on the first 2,000 test images (the curve)
 and once at the end on all 10,000 (the table). A run checkpoints every ``--save_every`` steps and resumes
 exactly from its last checkpoint when the script is started again, so a 90-minute run may span sessions;
 the clock counts training steps only (evaluation and checkpoint writing excluded), carried across resumes
@@ -68,9 +68,9 @@ class TrainingClock(TrainerCallback):
 
 
 def run_mode(mode: str, dataset: str, eval_every: int, save_every: int, extra: list[str], runs: Path = RUNS) -> dict:
-    from hf_deit.checkpointing import last_complete_checkpoint
+    from hf_deit.training.checkpointing import last_complete_checkpoint
     from hf_deit.config import parse_config
-    from hf_deit.distill import run_distillation
+    from hf_deit.training.distill import run_distillation
 
     output_dir = runs / mode
     argv = ["--config", str(CONFIG), "--dataset_name", dataset, "--distillation_type", mode,

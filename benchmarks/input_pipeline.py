@@ -1,6 +1,6 @@
 """Is the input pipeline ever the bottleneck? The training data path alone against the model's training step.
 
-Builds each run exactly as ``scripts/distill.py`` does (:func:`hf_deit.distill.build_distillation_run`
+Builds each run exactly as ``scripts/distill.py`` does (:func:`hf_deit.training.distill.build_distillation_run`
 from parsed config) and times the Trainer's own training loader (``trainer.get_train_dataloader()``:
 sampler, decode, augmentation, collate, workers) with no model attached, in images/s, for
 
@@ -39,10 +39,9 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 import torch
-from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import machine  # noqa: E402
+from timing import StepTimer, machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
@@ -74,9 +73,9 @@ def recipe_flags() -> tuple[list[str], list[str], dict[str, Any]]:
 @contextlib.contextmanager
 def timed_device_decode(record: dict) -> Iterator[None]:
     """Time the one-off decode of a device-resident run inside ``build_distillation_run``."""
-    import hf_deit.distill as distill
+    import hf_deit.data.inputs as inputs
 
-    original = distill.device_resident_train
+    original = inputs.device_resident_train
 
     def timed(*args: Any, **kwargs: Any):
         start = time.perf_counter()
@@ -85,16 +84,16 @@ def timed_device_decode(record: dict) -> Iterator[None]:
                       megabytes=round(dataset.nbytes / 1e6, 1))
         return dataset
 
-    distill.device_resident_train = timed
+    inputs.device_resident_train = timed
     try:
         yield
     finally:
-        distill.device_resident_train = original
+        inputs.device_resident_train = original
 
 
 def build_run(common: list[str], extra: Sequence[str]):
     from hf_deit.config import parse_config
-    from hf_deit.distill import build_distillation_run
+    from hf_deit.training.distill import build_distillation_run
 
     model_config, data_config, training_args = parse_config([*common, *extra])
     return model_config, build_distillation_run(model_config, data_config, training_args)
@@ -135,33 +134,21 @@ def time_loader(loader, device: torch.device, warmup: int, batches: int) -> dict
     return {"images_per_s": images / elapsed, "batches": batches, "warmup_s": round(warm - start, 2)}
 
 
-class StepTimer(TrainerCallback):
-    """Wall-clock time at the end of each optimizer step (device synchronised)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.times: list[float] = []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        synchronize(self.device)
-        self.times.append(time.perf_counter())
-
-
 def time_training(trainer, batch_size: int, warmup: int, steps: int, batches: Optional[list] = None) -> float:
     """Training images/s of ``trainer.train()`` over ``steps`` steps after ``warmup`` steps; from ``batches``
     (pre-made, on the device) in place of the trainer's loader when given."""
     trainer.args.max_steps = warmup + steps
-    timer = StepTimer(trainer.args.device)
+    timer = StepTimer(device=trainer.args.device)
     trainer.add_callback(timer)
     if batches is not None:
         trainer.get_train_dataloader = lambda: batches
     trainer.train()
     trainer.remove_callback(timer)
-    return steps * batch_size / (timer.times[-1] - timer.times[warmup - 1])
+    return steps * batch_size / (timer.marks[-1] - timer.marks[warmup - 1])
 
 
 def time_mixup(trainer, batch: dict, repeats: int) -> dict[str, float]:
-    from hf_deit.augment import apply_mixup
+    from hf_deit.data.augment import apply_mixup
 
     device = trainer.args.device
     pixels, labels = batch["pixel_values"].to(device), batch["labels"].to(device)

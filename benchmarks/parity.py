@@ -1,6 +1,6 @@
 """Accuracy parity: hf-deit's Trainer beside an independent official-style loop, same data, teacher, budget, seeds.
 
-(a) hf-deit: ``hf_deit.distill.main`` with the recipe below as flags.
+(a) hf-deit: ``hf_deit.training.distill.main`` with the recipe below as flags.
 (b) reference: timm's ``VisionTransformerDistilled``, a plain PyTorch AdamW loop with timm's weight-decay
     groups, torchvision transforms and the official DeiT criterion (hard distillation), written here without
     any hf_deit import, so that a departure of hf-deit from the official recipe shows as a gap.
@@ -75,7 +75,7 @@ def run_hf_deit(data: Path, teacher: str, seed: int, output_dir: Path, teacher_d
                 legacy_init: bool = False) -> dict:
     import hf_deit.modeling
     from hf_deit.config import parse_config
-    from hf_deit.distill import run_distillation
+    from hf_deit.training.distill import run_distillation
 
     argv = [
         "--dataset_name", str(data), "--teacher_model_name_or_path", teacher, "--output_dir", str(output_dir),

@@ -33,7 +33,7 @@ from results_page import save_section  # noqa: E402
 from timing import RESULTS, StepTimer, describe_machine, machine, median, quickstart_argv, same_machine  # noqa: E402
 
 from hf_deit.config import parse_config  # noqa: E402
-from hf_deit.distill import build_distillation_run  # noqa: E402
+from hf_deit.training.distill import build_distillation_run  # noqa: E402
 
 CPU_FLAGS = ("--use_cpu", "true")
 BASELINE = "fp32_sdpa"

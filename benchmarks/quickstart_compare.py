@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
+from hf_deit.heads import HEADS
+
 REPO = Path(__file__).resolve().parents[1]
-HEADS = (("class head", "cls"), ("distillation head", "distill"), ("average", "fused"), ("teacher", "teacher"))
 
 
 def run_one(distillation_type: str, output_dir: str, extra: list[str]) -> dict:
@@ -40,11 +41,13 @@ def run_one(distillation_type: str, output_dir: str, extra: list[str]) -> dict:
 
 def markdown(runs: list[dict]) -> str:
     lines = [
-        "| distillation | class head top-1 | distillation head top-1 | average top-1 | teacher top-1 | train time | wall time (whole command) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| distillation | " + " | ".join(f"{head.label} top-1" for head in HEADS)
+        + " | train time | wall time (whole command) |",
+        "|---|" + "---:|" * (len(HEADS) + 2),
     ]
     for run in runs:
-        cells = [f"{100 * run[f'eval_{head}_top1']:.2f}" if f"eval_{head}_top1" in run else "-" for _, head in HEADS]
+        cells = [f"{100 * run[f'eval_{head.key}_top1']:.2f}" if f"eval_{head.key}_top1" in run else "-"
+                 for head in HEADS]
         lines.append(
             f"| {run['distillation_type']} | " + " | ".join(cells)
             + f" | {run['train_runtime_s']:.0f} s | {run['wall_time_s']:.0f} s |"

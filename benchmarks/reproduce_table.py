@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 
 from hf_deit.config import load_yaml, yaml_to_argv
-from hf_deit.distill import main as distill
+from hf_deit.cli.distill import main as distill
 
 REPO = Path(__file__).resolve().parents[1]
 

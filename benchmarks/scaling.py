@@ -1,7 +1,7 @@
 """How cost grows: measured epoch time on this CPU, and a FLOP-based projection to GPUs.
 
 Measured (this machine): the wall time of one full training epoch through the real training path
-(``hf_deit.distill.build_distillation_run`` + ``trainer.train()``, hard distillation against the
+(``hf_deit.training.distill.build_distillation_run`` + ``trainer.train()``, hard distillation against the
 shipped teacher, eval and saving off) for 3 student sizes x 3 dataset sizes. Model and data loading
 are not timed; a short warm-up run per student (discarded) absorbs first-use costs, and the first
 step of every measured epoch is reported separately. Fitted: epoch time = fixed + per-image x images
@@ -39,12 +39,14 @@ from typing import Optional, Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from transformers import TrainerCallback
 
-from hf_deit.config import ModelConfig, parse_config
-from hf_deit.distill import build_distillation_run
-from hf_deit.hardware import NATIVE_BF16_FLAGS, cpu_model_and_flags
-from hf_deit.modeling import STUDENT_PRESETS, student_class, student_config
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import StepTimer  # noqa: E402
+
+from hf_deit.config import ModelConfig, parse_config  # noqa: E402
+from hf_deit.training.distill import build_distillation_run  # noqa: E402
+from hf_deit.hardware import NATIVE_BF16_FLAGS, cpu_model_and_flags  # noqa: E402
+from hf_deit.modeling import STUDENT_PRESETS, student_class, student_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 COMMAND = "python benchmarks/scaling.py"
@@ -176,20 +178,6 @@ def teacher_flops(teacher: torch.nn.Module, image_size: int, name: str) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # Measurement.
-class StepTimer(TrainerCallback):
-    """Wall-clock marks of the training loop: its start, every optimizer step's end, its end."""
-
-    def __init__(self) -> None:
-        self.begin: Optional[float] = None
-        self.steps: list[float] = []
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.begin = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.steps.append(time.perf_counter())
-
-
 def common_flags(args: argparse.Namespace, batch: int) -> list[str]:
     return [
         "--config", str(REPO / "configs" / "quickstart.yaml"), "--dataset_name", args.dataset_name,
@@ -214,19 +202,19 @@ def measure_epoch(argv: list[str], probe_teacher: bool = False) -> dict:
     run.trainer.train()
     epoch_s = time.perf_counter() - start
     images = len(run.data.train)
-    marks = [timer.begin] + timer.steps
+    marks = [timer.begin] + timer.marks
     step_s = [b - a for a, b in zip(marks, marks[1:])]
     steady = step_s[1:-1] or step_s[1:] or step_s  # the last step may be a partial batch
     steady_median = statistics.median(steady)
     result = {
         "images": images,
-        "steps": len(timer.steps),
+        "steps": len(timer.marks),
         "epoch_s": epoch_s,
         "setup_s": timer.begin - start,  # inside train(): optimizer, dataloader, accelerate prepare
         "first_step_s": step_s[0],
         "steady_step_s": steady_median,
         "steady_images_per_s": training_args.per_device_train_batch_size / steady_median,
-        "after_last_step_s": epoch_s - (timer.steps[-1] - start),
+        "after_last_step_s": epoch_s - (timer.marks[-1] - start),
         "threads": torch.get_num_threads(),
     }
     breakdown = input_and_teacher_cost(run) if probe_teacher else None

@@ -516,13 +516,15 @@ def run_load_test(
 
 
 def machine() -> dict[str, Any]:
+    """The benchmarks' machine description (benchmarks/timing.py) plus the Gradio versions served."""
     import gradio
     import gradio_client
-    import torch
 
-    return {"cpu_cores": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
-            "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "gradio": gradio.__version__, "gradio_client": gradio_client.__version__}
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from timing import machine as benchmark_machine
+
+    return {**benchmark_machine(), "python": platform.python_version(), "gradio": gradio.__version__,
+            "gradio_client": gradio_client.__version__}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -568,7 +570,7 @@ def report(result: dict[str, Any], command: str) -> str:
         "",
         f"`{command}`",
         "",
-        f"Machine: {info['cpu_cores']} CPU cores ({info['cpu']}), shared with other work; no GPU. Python "
+        f"Machine: {info['cpu_cores']} CPU cores ({info.get('device') or info.get('cpu')}), shared with other work; no GPU. Python "
         f"{info['python']}, torch {info['torch']} ({info['torch_threads']} threads), gradio {info['gradio']}, "
         f"gradio_client {info['gradio_client']}. Server and clients run on the same cores.",
         "",

@@ -27,7 +27,8 @@ from results_page import save_section  # noqa: E402
 from timing import REPO, RESULTS, StepTimer, describe_machine, machine, median  # noqa: E402
 
 from hf_deit.config import DataConfig, parse_config  # noqa: E402
-from hf_deit.teacher_training import TeacherModelConfig, TeacherTrainingConfig, run_teacher_training  # noqa: E402
+from hf_deit.config import TeacherModelConfig, TeacherTrainingConfig  # noqa: E402
+from hf_deit.training.teacher_training import run_teacher_training  # noqa: E402
 
 VARIANTS = {
     "shipped": ("shipped: device-resident, bf16, channels_last", ()),

@@ -43,8 +43,10 @@ from results_page import save_section  # noqa: E402
 from timing import RESULTS, describe_machine, machine, median, quickstart_argv  # noqa: E402
 
 from hf_deit.config import parse_config  # noqa: E402
-from hf_deit.data import attach_transforms, collate_fn, load_image_classification_data  # noqa: E402
-from hf_deit.distill import build_distillation_run  # noqa: E402
+from hf_deit.data.inputs import train_set  # noqa: E402
+from hf_deit.data.transforms import collate_fn  # noqa: E402
+from hf_deit.data.datasets import load_image_classification_data  # noqa: E402
+from hf_deit.training.distill import build_distillation_run  # noqa: E402
 from hf_deit.modeling import build_student  # noqa: E402
 
 MODES = ("none", "soft", "hard")
@@ -102,9 +104,8 @@ class ReferenceLoop:
         ):
             raise SystemExit("The reference loop feeds the student's batch to the teacher as is: use a teacher with "
                              "the student's normalisation (the embedded one has it).")
-        attach_transforms(data, processor, data_config)
         loader = torch.utils.data.DataLoader(
-            data.train, batch_size=args.per_device_train_batch_size, shuffle=True, drop_last=True,
+            train_set(data, processor, data_config), batch_size=args.per_device_train_batch_size, shuffle=True, drop_last=True,
             collate_fn=collate_fn, num_workers=args.dataloader_num_workers,
         )
         self.batches = itertools.chain.from_iterable(itertools.repeat(loader))  # epoch after epoch

@@ -21,20 +21,28 @@ RESULTS = REPO / "docs" / "results"
 
 
 class StepTimer(TrainerCallback):
-    """Wall time of each training step after ``warmup_steps`` (data loading, forward, backward, optimizer,
-    scheduler, logging: everything the Trainer does per step), from one step's end to the next's."""
+    """Wall-clock marks of the training loop: its start (``begin``) and the end of every optimizer step
+    (``marks``, the device synchronised first), and the step times after ``warmup_steps`` (data loading,
+    forward, backward, optimizer, scheduler, logging: everything the Trainer does per step)."""
 
-    def __init__(self, warmup_steps: int) -> None:
+    def __init__(self, warmup_steps: int = 0, device: Optional[torch.device] = None) -> None:
         self.warmup_steps = warmup_steps
-        self.step_seconds: list[float] = []
-        self._last: Optional[float] = None
+        self.device = device
+        self.begin: Optional[float] = None
+        self.marks: list[float] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.begin = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
-        now = time.perf_counter()
-        if state.global_step > self.warmup_steps and self._last is not None:
-            self.step_seconds.append(now - self._last)
-        if state.global_step >= self.warmup_steps:
-            self._last = now
+        if self.device is not None and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.marks.append(time.perf_counter())
+
+    @property
+    def step_seconds(self) -> list[float]:
+        first = max(self.warmup_steps, 1)
+        return [self.marks[i] - self.marks[i - 1] for i in range(first, len(self.marks))]
 
     @property
     def steps(self) -> int:

@@ -1,4 +1,4 @@
 """hf-deit: data-efficient image transformers trained by distillation through attention."""
 
 __version__ = "0.1.0"
-from .loading import load_student  # noqa: F401  (the one-line way back from a saved student)
+from .modeling import load_student  # noqa: F401  (the one-line way back from a saved student)

@@ -20,8 +20,8 @@ from typing import Any, Iterable, Optional, Sequence
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-DISTILLATION_TYPES = ("none", "soft", "hard")
-KL_REDUCTIONS = ("batchmean", "elementwise_mean")
+from .losses import validate_distillation_settings
+
 BAD_IMAGE_POLICIES = ("skip", "fail")
 PADDING_MODES = ("reflect", "constant")
 NONFINITE_LOSS_CHECKS = ("auto", "step", "deferred", "off")
@@ -30,14 +30,22 @@ ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
 TEACHER_DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 @dataclass
-class DataConfig:
-    """Which dataset to read and how to augment it."""
+class DatasetSource:
+    """Where the images and labels come from: what training and evaluation share."""
 
     dataset_name: str = field(
         default="uoft-cs/cifar10",
         metadata={"help": "Hub dataset id, a local folder in the Hub layout, or an image folder (class sub-folders)."},
     )
     dataset_config_name: Optional[str] = field(default=None, metadata={"help": "Dataset configuration name, if any."})
+    image_column: Optional[str] = field(default=None, metadata={"help": "Image column. Default: found automatically."})
+    label_column: Optional[str] = field(default=None, metadata={"help": "Label column. Default: found automatically."})
+
+
+@dataclass
+class DataConfig(DatasetSource):
+    """Which dataset to read and how to augment it."""
+
     train_split: str = field(default="train", metadata={"help": "Split used for training."})
     eval_split: Optional[str] = field(
         default=None,
@@ -47,8 +55,6 @@ class DataConfig:
         default=0.1,
         metadata={"help": "Fraction of train held out for evaluation when the dataset has no evaluation split."},
     )
-    image_column: Optional[str] = field(default=None, metadata={"help": "Image column. Default: found automatically."})
-    label_column: Optional[str] = field(default=None, metadata={"help": "Label column. Default: found automatically."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use at most this many training images."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use at most this many evaluation images."})
     eval_samples_during_training: Optional[int] = field(
@@ -150,10 +156,7 @@ class ModelConfig:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow custom modelling code from the Hub (off: only stock transformers classes)."}
     )
-    attn_implementation: str = field(
-        default="sdpa",
-        metadata={"help": "Student attention kernel: sdpa (PyTorch scaled_dot_product_attention) or eager."},
-    )
+    attn_implementation: str = field(default="sdpa", metadata={"help": "Student attention kernel: sdpa or eager."})
     teacher_dtype: str = field(
         default="float32",
         metadata={
@@ -295,18 +298,92 @@ def bf16_on_cpu_means_use_cpu(args: TrainingArguments) -> None:
         args.use_cpu = True
 
 
-def validate_distillation_settings(distillation_type: str, alpha: float, tau: float, kl_reduction: str) -> None:
-    """Fail early, with the fix in the message, rather than after hours of training."""
-    if distillation_type not in DISTILLATION_TYPES:
-        raise ValueError(f"distillation_type must be one of {DISTILLATION_TYPES}, got {distillation_type!r}.")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(
-            f"distillation_alpha must be in [0, 1] (weight of the teacher term), got {alpha}; the paper uses 0.5."
-        )
-    if not tau > 0:
-        raise ValueError(f"distillation_tau must be > 0, got {tau}; use 1.0 for plain soft distillation.")
-    if kl_reduction not in KL_REDUCTIONS:
-        raise ValueError(f"distillation_kl_reduction must be one of {KL_REDUCTIONS}, got {kl_reduction!r}.")
+@dataclass
+class TeacherModelConfig:
+    model_name_or_path: Optional[str] = field(
+        default=None, metadata={"help": "Fine-tune this checkpoint (folder or Hub id) instead of a new model."}
+    )
+    model_type: str = field(default="resnet", metadata={"help": "transformers model type of a new teacher (resnet, regnet, convnext, ...)."})
+    model_config_overrides: Optional[str] = field(
+        default=None, metadata={"help": "JSON object (or YAML mapping) of config fields for a new teacher."}
+    )
+    image_size: int = field(
+        default=32,
+        metadata={
+            "help": "Teacher input resolution (square). CNNs whose stem down-samples 4x (ResNet) see CIFAR best "
+            "upsampled (64); the distillation wrapper resizes the student's batch to it on the device."
+        },
+    )
+    image_mean: Optional[list[float]] = field(default=None, metadata={"help": "Normalisation mean (default ImageNet)."})
+    image_std: Optional[list[float]] = field(default=None, metadata={"help": "Normalisation std (default ImageNet)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom modelling code from the Hub."})
+    channels_last: bool = field(
+        default=False, metadata={"help": "Train the CNN in channels_last memory format (faster convolutions)."}
+    )
+
+
+@dataclass
+class TeacherTrainingConfig(ImageTrainingArguments):
+    output_dir: Optional[str] = field(default="outputs/teacher", metadata={"help": "Where to write the run."})
+    eval_flip_tta: bool = field(
+        default=False,
+        metadata={
+            "help": "Also report flip test-time augmentation (logits of the image and its mirror averaged) as "
+            "eval_tta_top1. The saved model and the distillation targets are the plain forward."
+        },
+    )
+
+
+@dataclass
+class EvaluationArguments(DatasetSource):
+    """What to evaluate, on what, and where to write the report (``scripts/evaluate_student.py`` flags)."""
+
+    student: Optional[str] = field(
+        default=None, metadata={"help": "Required. Student folder or Hub id (a DeiTForImageClassificationWithTeacher)."}
+    )
+    split: str = field(default="test", metadata={"help": "Split to evaluate on."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Evaluate on the first N images only."})
+    teacher: Optional[str] = field(default=None, metadata={"help": "Also evaluate this teacher (folder or Hub id)."})
+    output_dir: Optional[str] = field(
+        default=None,
+        metadata={"help": "Where to write the report. Default: the student folder (so its model card finds it), "
+                          "or outputs/eval/<hub id> for a Hub student."},
+    )
+    batch_size: int = field(default=256, metadata={"help": "Evaluation batch size."})
+    num_workers: int = field(default=0, metadata={"help": "Data-loader worker processes (decoding)."})
+    device: Optional[str] = field(default=None, metadata={"help": "cuda, cpu, mps... Default: the fastest present."})
+    benchmark: bool = field(default=True, metadata={"help": "Measure throughput (batch 256) and latency (batch 1)."})
+    benchmark_seconds: float = field(default=3.0, metadata={"help": "Time budget of each throughput measurement."})
+
+    def __post_init__(self) -> None:
+        if not self.student:
+            raise ValueError("--student is required: a student folder written by scripts/distill.py or a Hub id.")
+        if self.max_eval_samples is not None and self.max_eval_samples <= 0:
+            raise ValueError(f"max_eval_samples must be positive, got {self.max_eval_samples}; omit it to use all.")
+        if self.output_dir is None:
+            if os.path.isdir(self.student):
+                self.output_dir = self.student
+            else:
+                self.output_dir = os.path.join("outputs", "eval", self.student.replace("/", "__"))
+
+
+@dataclass
+class PushArguments:
+    """``scripts/push_to_hub.py`` flags. No token flag: use HF_TOKEN or `hf auth login`."""
+
+    folder: str = field(metadata={"help": "Student folder written by scripts/distill.py."})
+    repo_id: str = field(metadata={"help": "Hub repository, e.g. me/deit-tiny-cifar10."})
+    private: bool = field(default=False, metadata={"help": "Create the repository as private."})
+    dry_run: bool = field(
+        default=False, metadata={"help": "Write the card and list what would be uploaded; send nothing."}
+    )
+    dataset_id: Optional[str] = field(default=None, metadata={"help": "Hub id of the training dataset, for the card."})
+    teacher: Optional[str] = field(default=None, metadata={"help": "Teacher (Hub id or name), for the card."})
+    base_model: Optional[str] = field(default=None, metadata={"help": "Checkpoint the student was fine-tuned from."})
+    license: str = field(default="apache-2.0", metadata={"help": "License in the card's metadata."})
+    space_id: Optional[str] = field(
+        default=None, metadata={"help": "Also create/update this Gradio Space (space/app.py) showing repo_id."}
+    )
 
 
 def _known_fields(dataclass_types: Iterable[type]) -> set[str]:

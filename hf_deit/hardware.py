@@ -1,8 +1,8 @@
 """What the CPU can do fast, read once from ``/proc/cpuinfo``.
 
 bf16 on a CPU is only a speed-up where the cores have bf16 instructions (AVX512-BF16 or AMX). Elsewhere
-oneDNN emulates it: on this project's AVX2-only machine bf16 autocast trained about 12x slower than fp32,
-on an AVX512-BF16 one 1.16x faster (docs/results/throughput.md). Users who turn ``bf16`` on for a CPU run
+oneDNN emulates it, an order of magnitude slower than fp32, where native bf16 is faster than fp32
+(``docs/results/throughput.md``). Users who turn ``bf16`` on for a CPU run
 deserve to know which of the two they will get.
 """
 
@@ -48,7 +48,7 @@ def warn_if_bf16_is_emulated(bf16: bool, device_type: str) -> bool:
     model, _ = cpu_model_and_flags()
     logger.warning(
         "bf16 is on, but this CPU (%s) has no bf16 instructions (no avx512_bf16 or amx_bf16 in /proc/cpuinfo): "
-        "bf16 is emulated there and trained about 12x slower than fp32 in our measurements. Set bf16: false "
+        "bf16 is emulated there, an order of magnitude slower than fp32 (docs/results/throughput.md). Set bf16: false "
         "to train in fp32, or train on a GPU or a CPU with AVX512-BF16/AMX.",
         model,
     )

@@ -25,7 +25,22 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .config import validate_distillation_settings
+DISTILLATION_TYPES = ("none", "soft", "hard")
+KL_REDUCTIONS = ("batchmean", "elementwise_mean")
+
+
+def validate_distillation_settings(distillation_type: str, alpha: float, tau: float, kl_reduction: str) -> None:
+    """Fail early, with the fix in the message, rather than after hours of training."""
+    if distillation_type not in DISTILLATION_TYPES:
+        raise ValueError(f"distillation_type must be one of {DISTILLATION_TYPES}, got {distillation_type!r}.")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(
+            f"distillation_alpha must be in [0, 1] (weight of the teacher term), got {alpha}; the paper uses 0.5."
+        )
+    if not tau > 0:
+        raise ValueError(f"distillation_tau must be > 0, got {tau}; use 1.0 for plain soft distillation.")
+    if kl_reduction not in KL_REDUCTIONS:
+        raise ValueError(f"distillation_kl_reduction must be one of {KL_REDUCTIONS}, got {kl_reduction!r}.")
 
 
 @dataclass

@@ -2,62 +2,77 @@
 
 ``evaluate.load("accuracy")`` downloads its script from the Hub; this module ships in the
 package instead. Use it as ``TopKAccuracy()`` or ``evaluate.load(hf_deit.metrics.__file__)``.
+
+The module takes each row's *top-k class indices*, never its logits: an ``evaluate`` metric
+stores its inputs in Arrow, and a round trip of full logit matrices costs a hundredfold the
+top-k itself (``docs/results/layout.md``). :func:`top_k_indices` reduces logits to indices in
+torch first.
 """
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
 
 import datasets
 import evaluate
 import numpy as np
+import torch
 
-_DESCRIPTION = "Top-k accuracy of classification logits: the fraction of rows whose label is among the k largest logits."
+from .heads import HEADS
+
+TOP_K = (1, 5)
+
+_DESCRIPTION = "Top-k accuracy: the fraction of rows whose label is among their k highest-scoring classes."
 _INPUTS = """
 Args:
-    predictions: logits (or probabilities), one row of num_labels scores per example.
+    predictions: for each example, class indices sorted by decreasing score (at least max(top_k) of them,
+        or all classes when there are fewer; see hf_deit.metrics.top_k_indices).
     references: the integer label of each example.
-    top_k: the k values to report (default (1, 5)); k larger than num_labels is skipped.
+    top_k: the k values to report (default (1, 5)); k larger than the number of indices given is skipped.
 Returns:
     top1, top5, ...: accuracies in [0, 1].
 """
-_CITATION = ""
-
-HEADS = ("cls", "distill", "fused", "teacher")
 
 
 class TopKAccuracy(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
-            citation=_CITATION,
+            citation="",
             inputs_description=_INPUTS,
             features=datasets.Features(
-                {"predictions": datasets.Sequence(datasets.Value("float32")), "references": datasets.Value("int64")}
+                {"predictions": datasets.Sequence(datasets.Value("int64")), "references": datasets.Value("int64")}
             ),
         )
 
-    def _compute(self, predictions, references, top_k=(1, 5)):
-        scores = np.asarray(predictions, dtype=np.float32)
+    def _compute(self, predictions, references, top_k=TOP_K):
+        ranked = np.asarray(predictions, dtype=np.int64).reshape(len(references), -1)
         labels = np.asarray(references, dtype=np.int64)
-        results = {}
-        for k in top_k:
-            if k > scores.shape[-1]:
-                continue
-            top = np.argpartition(-scores, kth=k - 1, axis=-1)[:, :k]
-            results[f"top{k}"] = float((top == labels[:, None]).any(axis=-1).mean())
-        return results
+        hits = ranked == labels[:, None]
+        return {f"top{k}": float(hits[:, :k].any(axis=-1).mean()) for k in top_k if k <= ranked.shape[-1]}
 
 
-def head_accuracies(head_logits, labels, metric=None):
+def top_k_indices(logits: Any, k: int = max(TOP_K)) -> np.ndarray:
+    """Each row's ``min(k, classes)`` highest-scoring class indices, best first."""
+    scores = torch.as_tensor(np.asarray(logits, dtype=np.float32))
+    return scores.topk(min(k, scores.shape[-1]), dim=-1).indices.numpy()
+
+
+def head_accuracies(
+    head_logits: Mapping[str, Any], labels: Any, metric: Optional[TopKAccuracy] = None
+) -> dict[str, float]:
     """``{"<head>_top1": ..., "<head>_top5": ...}`` for each head present in ``head_logits``."""
     metric = metric if metric is not None else TopKAccuracy()
     results = {}
     for head, logits in head_logits.items():
         if logits is None:
             continue
-        for name, value in metric.compute(predictions=logits, references=labels).items():
+        for name, value in metric.compute(predictions=top_k_indices(logits), references=labels).items():
             results[f"{head}_{name}"] = value
     return results
 
 
-def make_compute_metrics(head_names=("fused", "cls", "distill", "teacher")):
+def make_compute_metrics(head_names: Sequence[str] = tuple(head.key for head in HEADS)):
     """Trainer ``compute_metrics`` for students whose predictions are one logits array per head, in
     ``head_names`` order (``DistillationTrainer.prediction_step`` returns them so)."""
 
@@ -79,7 +94,8 @@ def classification_compute_metrics(eval_prediction):
     predictions = eval_prediction.predictions
     if not isinstance(predictions, (tuple, list)):
         predictions = (predictions,)
-    results = TopKAccuracy().compute(predictions=predictions[0], references=eval_prediction.label_ids)
+    labels = eval_prediction.label_ids
+    results = TopKAccuracy().compute(predictions=top_k_indices(predictions[0]), references=labels)
     if len(predictions) > 1:
-        results.update(head_accuracies({"tta": predictions[1]}, eval_prediction.label_ids))
+        results.update(head_accuracies({"tta": predictions[1]}, labels))
     return results

@@ -1,17 +1,23 @@
-"""Build the student (a stock ``DeiTForImageClassificationWithTeacher``) and its image processor.
+"""Students and every other checkpoint we load: build, load safely, and the facts of image processors.
 
 Students are plain transformers models: everything we save loads with stock
 ``DeiTForImageClassificationWithTeacher.from_pretrained`` and ``pipeline("image-classification")``.
+Every checkpoint (student, teacher, a model to fine-tune) is read from safetensors only, because
+unpickling a ``pytorch_model.bin`` can run code, and remote code runs only when asked for, with a
+warning.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any, Optional, Union
 
 import torch
 
 from timm.layers import DropPath, resample_abs_pos_embed
 from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageClassification,
     DeiTConfig,
     DeiTForImageClassificationWithTeacher,
     DeiTImageProcessor,
@@ -22,9 +28,62 @@ from transformers import (
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 
 from .config import ModelConfig
-from .safety import load_for_labels
 
 logger = logging.getLogger(__name__)
+
+def processor_size(image_processor: Any) -> tuple[int, int]:
+    """(height, width) that an image processor produces (crop size when it centre-crops)."""
+    size = image_processor.crop_size if getattr(image_processor, "do_center_crop", False) else image_processor.size
+    size = dict(size)
+    if "height" in size and "width" in size:
+        return int(size["height"]), int(size["width"])
+    if "shortest_edge" in size:
+        return int(size["shortest_edge"]), int(size["shortest_edge"])
+    raise ValueError(f"Unsupported image processor size {size}.")
+
+
+
+def warn_if_remote_code(trust_remote_code: bool, source: str) -> None:
+    """One loud line whenever a model may run code shipped with its checkpoint."""
+    if trust_remote_code:
+        logger.warning(
+            "trust_remote_code=True: loading %s may execute Python code shipped with it. Only do this for "
+            "repositories you trust (pin a revision); leave it off for stock transformers models.",
+            source,
+        )
+
+
+def safe_from_pretrained(
+    model_class: Any, path: str, trust_remote_code: bool, fix: str, what: str = "", **kwargs: Any
+) -> Any:
+    """``model_class.from_pretrained(path)`` from safetensors only, remote code only when asked (with a warning).
+
+    ``what`` names the checkpoint's role in the error ("the teacher"); ``fix`` finishes the message with
+    what the caller's user should pass instead.
+    """
+    warn_if_remote_code(trust_remote_code, path)
+    try:
+        return model_class.from_pretrained(path, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs)
+    except OSError as error:
+        raise OSError(
+            f"Could not load {what + ' ' if what else ''}{path!r}: {error}\n{fix} (saved as safetensors: pickled pytorch_model.bin files are "
+            "refused, unpickling can run code)."
+        ) from error
+
+
+def load_for_labels(model_class: Any, path: str, id2label: dict[int, str], trust_remote_code: bool, fix: str) -> Any:
+    """A checkpoint re-headed for a dataset's labels (students and teachers to fine-tune alike)."""
+    return safe_from_pretrained(
+        model_class,
+        path,
+        trust_remote_code,
+        fix,
+        num_labels=len(id2label),
+        id2label={int(k): v for k, v in id2label.items()},
+        label2id={v: int(k) for k, v in id2label.items()},
+        ignore_mismatched_sizes=True,
+    )
+
 
 # Widths and depths of the DeiT paper's Table 1 (Ti / S / B); the image and patch size are free.
 STUDENT_PRESETS: dict[str, dict[str, int]] = {
@@ -198,4 +257,41 @@ def build_student(
             processor.image_mean, processor.image_std = list(pretrained.image_mean), list(pretrained.image_std)
     except OSError:
         pass
+    return model, processor
+
+
+def default_device() -> torch.device:
+    """CUDA, then Apple MPS, then CPU: the fastest device present."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def load_student(
+    id_or_path: str,
+    device: Optional[Union[str, torch.device]] = None,
+    attn_implementation: Optional[str] = None,
+    require_distillation_token: bool = True,
+) -> tuple[PreTrainedModel, Any]:
+    """``(model, image_processor)`` of a student folder or Hub id, in eval mode on ``device``.
+
+    ``attn_implementation="eager"`` is needed to read attention maps (``output_attentions=True``):
+    the default SDPA kernel does not materialise them and transformers returns none.
+    """
+    kwargs: dict[str, Any] = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
+    fix = ("Pass a folder written by scripts/distill.py (config.json, model.safetensors, preprocessor_config.json) "
+           "or a Hub id of such a model; without internet, only local folders and cached Hub models load")
+    model = safe_from_pretrained(AutoModelForImageClassification, id_or_path, False, fix, "the student", **kwargs)
+    try:
+        processor = AutoImageProcessor.from_pretrained(id_or_path, trust_remote_code=False)
+    except OSError as error:
+        raise OSError(f"Could not load the image processor of {id_or_path!r}: {error}\n{fix}.") from error
+    if require_distillation_token and not isinstance(model, DeiTForImageClassificationWithTeacher):
+        raise ValueError(
+            f"{id_or_path!r} is a {type(model).__name__}, not a DeiT student with a distillation token "
+            "(DeiTForImageClassificationWithTeacher): it has no class/distillation heads to report."
+        )
+    model.to(torch.device(device) if device is not None else default_device()).eval()
     return model, processor

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoImageProcessor, AutoModelForImageClassification, PreTrainedModel
 
-from .data import processor_size
+from .modeling import processor_size, safe_from_pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -173,18 +173,15 @@ def load_teacher(
     """
     if isinstance(torch_dtype, str):
         torch_dtype = getattr(torch, torch_dtype)
-    if trust_remote_code:
-        logger.warning("trust_remote_code=True: the teacher may run code from %s.", name_or_path)
-    try:
-        teacher = AutoModelForImageClassification.from_pretrained(
-            name_or_path, use_safetensors=True, trust_remote_code=trust_remote_code, dtype=torch_dtype
-        )
-    except OSError as error:
-        raise OSError(
-            f"Could not load the teacher {name_or_path!r}: {error}\n"
-            "Pass --teacher_model_name_or_path with a local folder or a Hub id of an image-classification model "
-            "saved as safetensors, or set --distillation_type none to train without a teacher."
-        ) from error
+    teacher = safe_from_pretrained(
+        AutoModelForImageClassification,
+        name_or_path,
+        trust_remote_code,
+        "Pass --teacher_model_name_or_path with a local folder or a Hub id of an image-classification model, or "
+        "set --distillation_type none to train without a teacher",
+        "the teacher",
+        dtype=torch_dtype,
+    )
     try:
         teacher_processor = AutoImageProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except OSError:

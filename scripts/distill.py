@@ -3,7 +3,7 @@
     accelerate launch scripts/distill.py --config configs/quickstart.yaml [--key value ...]
 """
 
-from hf_deit.distill import main
+from hf_deit.cli.distill import main
 
 if __name__ == "__main__":
     main()

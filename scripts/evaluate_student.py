@@ -7,7 +7,7 @@
 every script in it, where a file named evaluate.py would shadow the `evaluate` library.)
 """
 
-from hf_deit.evaluation import main
+from hf_deit.cli.evaluate import main
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,8 @@ from datasets import load_dataset
 
 README = """---
 pretty_name: CIFAR-10 sample (hf-deit)
+source_datasets:
+- uoft-cs/cifar10
 task_categories:
 - image-classification
 configs:

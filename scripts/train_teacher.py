@@ -1,9 +1,9 @@
 """Train or fine-tune an image-classification teacher with the stock Trainer.
 
-    accelerate launch scripts/train_teacher.py --config configs/teacher_cifar10_regnet.yaml
+    accelerate launch scripts/train_teacher.py --config configs/teacher_cifar10_resnet.yaml
 """
 
-from hf_deit.teacher_training import main
+from hf_deit.cli.train_teacher import main
 
 if __name__ == "__main__":
     main()

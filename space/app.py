@@ -26,7 +26,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
+from PIL import Image, UnidentifiedImageError  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 try:
@@ -34,10 +34,11 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .` (a Space has hf_deit/ beside app.py)
     sys.path.insert(0, str(HERE.parent))
 
-from hf_deit.hub import reported_accuracy  # noqa: E402
-from hf_deit.images import to_rgb  # noqa: E402  (transparency over white, 16-bit scaled: as in training)
-from hf_deit.loading import load_student  # noqa: E402
-from hf_deit.viz import attention_overlays  # noqa: E402
+from hf_deit.publish.card import reported_accuracy  # noqa: E402
+from hf_deit.data.images import BadImageError, decode_image, to_rgb  # noqa: E402,F401  (as in training)
+from hf_deit.heads import HEADS_BY_KEY, STUDENT_HEADS  # noqa: E402
+from hf_deit.modeling import load_student  # noqa: E402
+from hf_deit.publish.viz import attention_overlays  # noqa: E402
 
 DEFAULT_MODEL = "outputs/quickstart"
 MAX_PIXELS = int(os.environ.get("MAX_IMAGE_PIXELS", 25_000_000))  # 5000 x 5000; larger uploads are refused
@@ -100,11 +101,10 @@ class Student:
             f"| classes | {config.num_labels}: {classes}{', ...' if config.num_labels > 12 else ''} |",
         ]
         reported = reported_accuracy(self.model_id)
-        names = {"fused": "top-1, fused", "cls": "top-1, class head", "distill": "top-1, distillation head"}
-        for head, name in names.items():
-            value = reported.get("metrics", {}).get(f"{head}_top1")
+        for head in STUDENT_HEADS:
+            value = reported.get("metrics", {}).get(f"{head.key}_top1")
             if value is not None:
-                lines.append(f"| {name} | {100 * value:.2f}% |")
+                lines.append(f"| top-1, {head.label} | {100 * value:.2f}% |")
         if reported.get("dataset"):
             where = f"`{reported['dataset']}`" + (f" ({reported['split']})" if reported.get("split") else "")
             count = f", {reported['num_images']} images" if reported.get("num_images") else ""
@@ -123,10 +123,9 @@ def save_overlay(image: Image.Image, name: str, folder: Optional[str] = None) ->
     """The overlay as a PNG in Gradio's upload folder, written once per content and never rewritten.
 
     Why not return the PIL image: Gradio caches a returned image under a hash of its bytes but rewrites
-    that file on every request (``processing_utils.save_pil_to_cache`` in gradio 6.31), so two requests
-    with the same overlay (two visitors clicking the same example) race, and a download can find the
-    file truncated: "peer closed connection without sending complete message body", 2 of 1,385 requests
-    in ``benchmarks/space_load_test.py``. A path inside the upload folder is served as is; here it is
+    that file on every request (``processing_utils.save_pil_to_cache``), so two requests with the same
+    overlay (two visitors clicking the same example) race, and a download can find the file truncated
+    (``docs/results/space_load_test.md``). A path inside the upload folder is served as is; here it is
     staged under a temporary name and renamed into place, so it is either absent or whole.
     """
     data = io.BytesIO()
@@ -151,10 +150,9 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     """Cap glibc's malloc arenas (unless ``MALLOC_ARENA_MAX`` is set); True if the cap was set.
 
     Why: Gradio serves requests from a pool of threads, and glibc gives threads that allocate at the same
-    time separate heaps ("arenas", up to 8 per core) that it rarely hands back. Under the load test the
-    server's RSS then rose steadily (+61 MB over 150 s and 1,385 requests) though nothing leaked; with 2
-    arenas it levels off after the first minute (+18 MB, flat from then on), at no measurable cost in
-    throughput (9.1 vs 9.2 requests/s).
+    time separate heaps ("arenas", up to 8 per core) that it rarely hands back, so under load the server's
+    memory rises steadily though nothing leaks; with 2 arenas it levels off, at no measurable cost in
+    throughput (``docs/results/space_load_test.md``).
     """
     if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
         return False
@@ -174,6 +172,42 @@ def _is_inside(path: str, folder: str) -> bool:
         return False
 
 
+def _uploaded_path(value: Any, uploads_in: Optional[str]) -> tuple[str, str]:
+    """(path, name to show) of an upload, refusing anything that is not a file Gradio received."""
+    path = value.get("path") if isinstance(value, dict) else str(value)
+    name = (value.get("orig_name") if isinstance(value, dict) else None) or os.path.basename(str(path))
+    if not path or not isinstance(path, str):
+        raise gr.Error("The upload did not arrive as a file; try again.")
+    if uploads_in is not None and not _is_inside(path, uploads_in):
+        raise gr.Error(
+            f"{name} was not uploaded to this demo: send the image file itself (gradio_client: "
+            "handle_file(path)), not a path on the server."
+        )
+    if not os.path.isfile(path):
+        raise gr.Error("The upload did not arrive as a file; try again.")
+    return path, name
+
+
+def _refuse_unreadable_or_huge(path: str, name: str) -> None:
+    """Read only the header: not an image, a decompression bomb or more than MAX_PIXELS stop here, undecoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise gr.Error(f"{name} declares too many pixels to decode safely; please upload a smaller image.") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise gr.Error(
+            f"Could not read {name} as an image. Please upload a PNG, JPEG, WebP, GIF, BMP or TIFF picture."
+        ) from None
+    if width * height > MAX_PIXELS:
+        raise gr.Error(
+            f"{name} is {width}x{height} pixels, more than this demo accepts ({MAX_PIXELS / 1e6:.0f} megapixels). "
+            "Please upload a smaller image."
+        )
+
+
 def load_image(value: Any, uploads_in: Optional[str] = None) -> Image.Image:
     """An upload (Gradio file payload, path or PIL image) as a checked RGB image at most DISPLAY_SIDE wide/high.
 
@@ -181,50 +215,23 @@ def load_image(value: Any, uploads_in: Optional[str] = None) -> Image.Image:
     Gradio checks file payloads that carry ``meta: {"_type": "gradio.FileData"}``, but with
     ``preprocess=False`` a bare ``{"path": "/any/file"}`` reaches this function unchecked: without this
     guard an API call could have any image on the server classified and sent back as an overlay.
+    Decoding, orientation and colour conversion are training's own (:func:`hf_deit.data.images.decode_image`).
     """
     if value is None:
         raise gr.Error("Upload, paste or take a picture first.")
-    if isinstance(value, Image.Image):
-        image = value
-    else:
-        path = value.get("path") if isinstance(value, dict) else str(value)
-        name = (value.get("orig_name") if isinstance(value, dict) else None) or os.path.basename(str(path))
-        if not path or not isinstance(path, str):
-            raise gr.Error("The upload did not arrive as a file; try again.")
-        if uploads_in is not None and not _is_inside(path, uploads_in):
-            raise gr.Error(
-                f"{name} was not uploaded to this demo: send the image file itself (gradio_client: "
-                "handle_file(path)), not a path on the server."
-            )
-        if not os.path.isfile(path):
-            raise gr.Error("The upload did not arrive as a file; try again.")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image = Image.open(path)
-                if image.width * image.height > MAX_PIXELS:
-                    raise gr.Error(
-                        f"{name} is {image.width}x{image.height} pixels, more than this demo accepts "
-                        f"({MAX_PIXELS / 1e6:.0f} megapixels). Please upload a smaller image."
-                    )
-                image.load()
-        except gr.Error:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise gr.Error(
-                f"{name} declares too many pixels to decode safely; please upload a smaller image."
-            ) from None
-        except UnidentifiedImageError:
-            raise gr.Error(
-                f"Could not read {name} as an image. Please upload a PNG, JPEG, WebP, GIF, BMP or TIFF picture."
-            ) from None
-        except (OSError, ValueError, SyntaxError) as error:
-            raise gr.Error(f"Could not decode {name}: the file looks damaged ({error}).") from None
-    if image.width * image.height > MAX_PIXELS:
+    name = "The image"
+    if not isinstance(value, Image.Image):
+        path, name = _uploaded_path(value, uploads_in)
+        _refuse_unreadable_or_huge(path, name)
+        value = {"path": path, "bytes": None}
+    elif value.width * value.height > MAX_PIXELS:
         raise gr.Error(f"The image has more than {MAX_PIXELS / 1e6:.0f} megapixels; please use a smaller one.")
+    try:
+        image = decode_image(value)
+    except BadImageError as error:
+        raise gr.Error(f"Could not decode {name}: the file looks damaged ({error}).") from None
     if image.width == 0 or image.height == 0:
         raise gr.Error("The image is empty (0 pixels wide or high).")
-    image = to_rgb(ImageOps.exif_transpose(image) or image)  # phone photos: stored sideways, EXIF says so
     if max(image.size) > DISPLAY_SIDE:
         image.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE), Image.LANCZOS)
     return image
@@ -234,6 +241,20 @@ def _top_k(logits: torch.Tensor, id2label: dict[int, str]) -> dict[str, float]:
     probabilities = logits.softmax(-1)
     values, indices = probabilities.topk(min(TOP_K, probabilities.numel()))
     return {id2label[int(i)]: float(v) for v, i in zip(values, indices, strict=True)}
+
+
+def _result_components() -> list[Any]:
+    """The three heads' top-5 over the two tokens' attention maps, in ``classify``'s output order."""
+    with gr.Row():
+        fused = gr.Label(num_top_classes=TOP_K, label=f"prediction: {HEADS_BY_KEY['fused'].label}", elem_id="fused")
+        cls_head = gr.Label(num_top_classes=TOP_K, label=HEADS_BY_KEY["cls"].label, elem_id="cls-head")
+        distill_head = gr.Label(num_top_classes=TOP_K, label=HEADS_BY_KEY["distill"].label, elem_id="distill-head")
+    with gr.Row():
+        cls_map = gr.Image(label="class token attention (rollout)", type="filepath", format="png", height=300,
+                           elem_id="cls-map")
+        distill_map = gr.Image(label="distillation token attention (rollout)", type="filepath", format="png",
+                               height=300, elem_id="distill-map")
+    return [fused, cls_head, distill_head, cls_map, distill_map]
 
 
 def build_demo(model_id: Optional[str] = None) -> gr.Blocks:
@@ -276,21 +297,9 @@ def build_demo(model_id: Optional[str] = None) -> gr.Blocks:
                 if EXAMPLES:
                     gr.Examples(examples=EXAMPLES, inputs=image, label="CIFAR-10 test images")
             with gr.Column(scale=2):
-                with gr.Row():
-                    fused = gr.Label(num_top_classes=TOP_K, label="prediction (average of both heads)", elem_id="fused")
-                    cls_head = gr.Label(num_top_classes=TOP_K, label="class head", elem_id="cls-head")
-                    distill_head = gr.Label(num_top_classes=TOP_K, label="distillation head", elem_id="distill-head")
-                with gr.Row():
-                    cls_map = gr.Image(
-                        label="class token attention (rollout)", type="filepath", format="png", height=300, elem_id="cls-map"
-                    )
-                    distill_map = gr.Image(
-                        label="distillation token attention (rollout)", type="filepath", format="png", height=300,
-                        elem_id="distill-map",
-                    )
+                outputs = _result_components()
         with gr.Accordion("Model", open=True):
             gr.Markdown(student.info_markdown(), elem_id="model-info")
-        outputs = [fused, cls_head, distill_head, cls_map, distill_map]
         # preprocess=False: the function gets the uploaded file itself and decodes it with the checks above.
         # One concurrency group: the queue's limit counts the button and the image's change events together.
         button.click(classify, inputs=image, outputs=outputs, api_name="classify", preprocess=False,

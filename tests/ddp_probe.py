@@ -1,4 +1,4 @@
-"""Run under ``accelerate launch --num_processes 2 --cpu``: records what each rank sees and ends with.
+"""Run under ``torchrun --nproc_per_node 2``: records what each rank sees and ends with.
 
 Not a test module itself (no ``test_`` prefix): tests/test_distributed.py launches it and checks
 the files it writes: the training indices of each rank for one epoch, a fingerprint of each
@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from hf_deit.config import parse_config
-from hf_deit.distill import build_distillation_run
-from hf_deit.launch import prepare_processes
+from hf_deit.training.distill import build_distillation_run
+from hf_deit.cli.launch import prepare_processes
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -26,9 +26,7 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
 
 
 def main() -> None:
-    exit_code = prepare_processes()
-    if exit_code is not None:
-        raise SystemExit(exit_code)
+    prepare_processes()
     probe_dir = Path(sys.argv[1])
     model_config, data_config, training_args = parse_config(sys.argv[2:])
     run = build_distillation_run(model_config, data_config, training_args)

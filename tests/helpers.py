@@ -40,3 +40,13 @@ TINY_STUDENT_ARGS = [
     "--hidden_size", "32", "--num_hidden_layers", "2", "--num_attention_heads", "2",
     "--intermediate_size", "64", "--image_size", "32", "--patch_size", "8",
 ]
+
+
+def with_inputs(data, processor, config):
+    """``data`` with its train split as the trainer reads it and its evaluation split preprocessed (a copy)."""
+    import dataclasses
+
+    from hf_deit.data.inputs import evaluation_set, train_set
+
+    return dataclasses.replace(data, train=train_set(data, processor, config),
+                               eval=evaluation_set(data.eval, data, processor, config))

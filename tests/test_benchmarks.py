@@ -143,7 +143,7 @@ def test_teacher_result_ships_a_stock_loadable_model_with_its_card(sample_dir, t
     import teacher_result
     from transformers import AutoModelForImageClassification
 
-    from hf_deit.teacher_training import main as train_teacher
+    from hf_deit.cli.train_teacher import main as train_teacher
 
     run = tmp_path / "teacher"
     train_teacher(["--config", "configs/teacher_cifar10_resnet.yaml", "--dataset_name", str(sample_dir),

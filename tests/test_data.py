@@ -6,10 +6,11 @@ import torch
 from PIL import Image
 
 from hf_deit.config import DataConfig, ModelConfig
-from hf_deit.data import attach_transforms, collate_fn, load_image_classification_data
+from hf_deit.data.transforms import collate_fn
+from hf_deit.data.datasets import load_image_classification_data
 from hf_deit.modeling import student_image_processor
 
-from helpers import CIFAR10_NAMES
+from helpers import CIFAR10_NAMES, with_inputs
 
 
 def test_sample_loads_like_the_hub_dataset(sample_dir):
@@ -63,7 +64,7 @@ def test_image_folder_without_eval_split_holds_out_part_of_train(tmp_path):
     assert data.label_names == ["cats", "dogs"]
     assert len(data.train) == 9 and len(data.eval) == 3
     processor = student_image_processor(ModelConfig(image_size=32, patch_size=4))
-    attach_transforms(data, processor, DataConfig(dataset_name=str(root)))
+    data = with_inputs(data, processor, DataConfig(dataset_name=str(root)))
     batch = collate_fn([data.train[i] for i in range(4)])
     assert batch["pixel_values"].shape == (4, 3, 32, 32)
     assert batch["labels"].dtype == torch.long
@@ -73,7 +74,7 @@ def test_train_transform_augments_and_eval_transform_is_the_processor(sample_dir
     data = load_image_classification_data(DataConfig(dataset_name=str(sample_dir), max_train_samples=8, max_eval_samples=8))
     raw_eval_image = data.eval[0]["img"]
     processor = student_image_processor(ModelConfig(image_size=32, patch_size=4))
-    attach_transforms(data, processor, DataConfig())
+    data = with_inputs(data, processor, DataConfig())
     draws = [data.train[0]["pixel_values"] for _ in range(6)]
     assert draws[0].shape == (3, 32, 32)
     assert any(not torch.equal(draws[0], other) for other in draws[1:])  # random crop/flip at work

@@ -7,9 +7,10 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from hf_deit.config import DataConfig, ModelConfig, parse_config
-from hf_deit.data import attach_transforms, load_image_classification_data, make_eval_transform
-from hf_deit.determinism import SampleKey
-from hf_deit.device_data import DeviceResidentImages, crop_flip_normalise, device_dataloader, device_resident_train
+from hf_deit.data.datasets import load_image_classification_data
+from hf_deit.data.transforms import make_eval_transform
+from hf_deit.data.samplers import SampleKey
+from hf_deit.data.device import DeviceResidentImages, crop_flip_normalise, device_dataloader, device_resident_train
 from hf_deit.modeling import student_image_processor
 
 from helpers import TINY_STUDENT_ARGS
@@ -34,7 +35,7 @@ def cpu_accelerator(num_processes=1, process_index=0):
 
 
 def keyed_sampler(n, seed=0):
-    from hf_deit.determinism import KeyedSampler, SeededRandomSampler
+    from hf_deit.data.samplers import KeyedSampler, SeededRandomSampler
 
     return KeyedSampler(SeededRandomSampler(n, seed), seed)
 
@@ -92,13 +93,12 @@ def sample_train(sample_dir):
     data = load_image_classification_data(config)
     decoded = data.train
     processor = student_image_processor(ModelConfig())
-    attach_transforms(data, processor, config)
     return data, decoded, processor
 
 
 def test_unaugmented_image_equals_the_processors_eval_tensor(sample_train):
     data, decoded, processor = sample_train
-    dataset = device_resident_train(data.train, processor, random_crop_padding=0, horizontal_flip=False)
+    dataset = device_resident_train(data, processor, DataConfig(random_crop_padding=0, horizontal_flip=False))
     assert len(dataset) == 40 and dataset.images.dtype == torch.uint8 and dataset.images.shape[1:] == (3, 32, 32)
     batch = dataset.collate(list(range(40)))
     expected = make_eval_transform(data, processor)(decoded[:40])
@@ -109,7 +109,7 @@ def test_unaugmented_image_equals_the_processors_eval_tensor(sample_train):
 def test_images_of_another_size_are_resized_once_like_the_train_transform(sample_train):
     data, decoded, _ = sample_train
     processor = student_image_processor(ModelConfig(image_size=16, patch_size=4))
-    dataset = device_resident_train(data.train, processor, random_crop_padding=0, horizontal_flip=False)
+    dataset = device_resident_train(data, processor, DataConfig(random_crop_padding=0, horizontal_flip=False))
     assert dataset.images.shape == (40, 3, 16, 16)
     expected = TF.pil_to_tensor(TF.resize(decoded[0]["img"], [16, 16], interpolation=TF.InterpolationMode.BICUBIC,
                                           antialias=True))
@@ -142,7 +142,7 @@ def test_ranks_get_disjoint_shards_and_resume_replays_the_same_batches():
 
 
 def test_short_training_run_with_device_resident_data(sample_dir, tiny_teacher, tmp_path):
-    from hf_deit.distill import build_distillation_run
+    from hf_deit.training.distill import build_distillation_run
 
     model_config, data_config, args = parse_config([
         "--config", "configs/quickstart.yaml", "--dataset_name", str(sample_dir),

@@ -1,4 +1,4 @@
-"""Two CPU processes (gloo) through `accelerate launch`: disjoint shards, identical weights,
+"""Two CPU processes (gloo) through `torchrun`: disjoint shards, identical weights,
 gathered evaluation equal to a single-process evaluation of the saved checkpoint."""
 
 import json
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from hf_deit.config import DataConfig
-from hf_deit.data import load_image_classification_data, make_eval_transform
+from hf_deit.data.datasets import load_image_classification_data
+from hf_deit.data.transforms import make_eval_transform
 
 from helpers import TINY_STUDENT_ARGS
 
@@ -21,10 +22,9 @@ EVAL_IMAGES = 51
 
 
 
-def accelerate_cpu(num_processes: int, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
-    command = [accelerate, "launch", "--cpu", "--num_processes", str(num_processes), "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517", *args]
+def torchrun_cpu(num_processes: int, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    command = [torchrun, "--nproc_per_node", str(num_processes), "--master_port", "29517", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
@@ -43,7 +43,7 @@ def run_flags(sample_dir, teacher, output_dir, *extra):
 def two_ranks(sample_dir, tiny_teacher, tmp_path_factory):
     probe_dir = tmp_path_factory.mktemp("probe")
     output_dir = probe_dir / "student"
-    accelerate_cpu(2, "tests/ddp_probe.py", str(probe_dir),
+    torchrun_cpu(2, "tests/ddp_probe.py", str(probe_dir),
                    *run_flags(sample_dir, tiny_teacher, output_dir, "--repeated_augmentation", "2"))
     ranks = [json.loads((probe_dir / f"rank{r}.json").read_text()) for r in range(2)]
     return ranks, output_dir
@@ -90,8 +90,21 @@ def test_gathered_evaluation_equals_single_process_evaluation(two_ranks, sample_
 
 
 def test_quickstart_command_runs_on_two_processes(sample_dir, tiny_teacher, tmp_path):
-    """The documented command itself, `accelerate launch --num_processes 2 --cpu scripts/distill.py`."""
-    result = accelerate_cpu(2, "scripts/distill.py", *run_flags(sample_dir, tiny_teacher, tmp_path / "run",
+    """The documented command itself, `torchrun --nproc_per_node 2 scripts/distill.py`."""
+    result = torchrun_cpu(2, "scripts/distill.py", *run_flags(sample_dir, tiny_teacher, tmp_path / "run",
                                                                "--max_steps", "3"))
     assert "| average (cls + distill) |" in result.stdout
     assert json.loads((tmp_path / "run" / "results.json").read_text())["eval_images"] == EVAL_IMAGES
+
+
+def test_accelerates_single_process_cpu_launch_stops_with_the_torchrun_command(tmp_path):
+    """`accelerate launch --cpu --num_processes 2` starts one process on CPU: it must say so, not train alone."""
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
+    command = [accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+               "--dynamo_backend", "no", "scripts/distill.py", "--config", "configs/quickstart.yaml",
+               "--output_dir", str(tmp_path / "run")]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode != 0
+    assert "torchrun --nproc_per_node N scripts/distill.py --config configs/quickstart.yaml" in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from hf_deit.config import DataConfig, ModelConfig
-from hf_deit.data import load_image_classification_data, make_eval_transform
-from hf_deit.distill import main
+from hf_deit.data.datasets import load_image_classification_data
+from hf_deit.data.transforms import make_eval_transform
+from hf_deit.cli.distill import main
 
 from helpers import CIFAR10_NAMES, TINY_STUDENT_ARGS
 

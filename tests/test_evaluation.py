@@ -66,7 +66,8 @@ def test_labels_are_matched_by_name_not_index(tiny_student, sample_dir, tmp_path
     """A student whose classes are stored in another order scores exactly the same."""
     from transformers import DeiTForImageClassificationWithTeacher, DeiTImageProcessor
 
-    from hf_deit.evaluation import EvaluationArguments, evaluate_student
+    from hf_deit.config import EvaluationArguments
+    from hf_deit.publish.evaluation import evaluate_student
 
     model = DeiTForImageClassificationWithTeacher.from_pretrained(tiny_student)
     order = list(reversed(range(10)))
@@ -95,7 +96,8 @@ def test_labels_are_matched_by_name_not_index(tiny_student, sample_dir, tmp_path
 def test_mismatched_labels_are_a_clear_error(tiny_student, tmp_path):
     from PIL import Image
 
-    from hf_deit.evaluation import EvaluationArguments, evaluate_student
+    from hf_deit.config import EvaluationArguments
+    from hf_deit.publish.evaluation import evaluate_student
 
     folder = tmp_path / "fruit"  # an image folder: test/<class>/<image>
     for i in range(4):
@@ -112,7 +114,8 @@ def test_single_head_student_reports_its_class_head(tiny_student, sample_dir, tm
     """Plain-ViT ablation students (no distillation token) are evaluated on their one head."""
     from transformers import DeiTImageProcessor, ViTConfig, ViTForImageClassification
 
-    from hf_deit.evaluation import EvaluationArguments, evaluate_student
+    from hf_deit.config import EvaluationArguments
+    from hf_deit.publish.evaluation import evaluate_student
 
     config = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
                        image_size=32, patch_size=8, num_labels=10, id2label=dict(enumerate(CIFAR10_NAMES)),

@@ -40,7 +40,7 @@ def test_silent_for_fp32_on_a_gpu_or_unknown_flags(cpu_flags):
 
 def test_a_run_with_bf16_on_an_emulating_cpu_warns(cpu_flags, caplog, sample_dir, tiny_teacher, tmp_path):
     from hf_deit.config import parse_config
-    from hf_deit.distill import build_distillation_run
+    from hf_deit.training.distill import build_distillation_run
 
     from helpers import REPO, TINY_STUDENT_ARGS
 

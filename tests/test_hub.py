@@ -3,14 +3,20 @@
 import json
 import logging
 import shutil
-from types import SimpleNamespace
 
 import pytest
 from huggingface_hub import ModelCard, metadata_load
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from huggingface_hub.utils import filter_repo_objects
 
-from hf_deit import hub
+from hf_deit.cli.push import main as push_main
+from hf_deit.heads import STUDENT_HEADS
+from hf_deit.config import DataConfig, DistillationConfig, ModelConfig
+from hf_deit.publish import push
+from hf_deit.publish.recipe import RUN_CONFIG_FILE, save_run_config
+from hf_deit.publish import card as model_card
+
+MODEL_INDEX_NAMES = {head.key: head.index_name for head in STUDENT_HEADS}
 from tiny_student import tiny_student  # noqa: F401  (fixture)
 
 SECRET = "hf_test_NotARealTokenButTreatItAsOne"
@@ -33,7 +39,7 @@ def folder(tiny_student, tmp_path):
 
 def test_card_metadata_round_trip(folder):
     results = json.loads((folder / "all_results.json").read_text())
-    path = hub.write_model_card(folder, repo_id="me/deit-tiny-test", dataset_id="uoft-cs/cifar10",
+    path = model_card.write_model_card(folder, repo_id="me/deit-tiny-test", dataset_id="uoft-cs/cifar10",
                                 teacher="me/regnet-cifar10", base_model="facebook/deit-tiny-distilled-patch16-224")
     card = ModelCard.load(path)
     assert card.data.library_name == "transformers" and card.data.pipeline_tag == "image-classification"
@@ -46,8 +52,8 @@ def test_card_metadata_round_trip(folder):
     model_name, eval_results = model_index_to_eval_results(metadata["model-index"])
     assert model_name == "deit-tiny-test"
     by_name = {result.metric_name: result for result in eval_results}
-    assert set(by_name) == set(hub.MODEL_INDEX_NAMES.values())
-    for head, metric_name in hub.MODEL_INDEX_NAMES.items():
+    assert set(by_name) == set(MODEL_INDEX_NAMES.values())
+    for head, metric_name in MODEL_INDEX_NAMES.items():
         result = by_name[metric_name]
         assert result.task_type == "image-classification" and result.metric_type == "accuracy"
         assert result.metric_value == pytest.approx(results[f"eval_{head}_top1"], abs=1e-4)
@@ -61,15 +67,21 @@ def test_card_metadata_round_trip(folder):
 
 
 def test_card_uses_the_full_evaluation_and_flags_the_jpeg_copy(folder, sample_dir):
+    from hf_deit.config import DataConfig
+    from hf_deit.data.datasets import load_split
+    from hf_deit.data.facts import describe_dataset
+
+    split = load_split(DataConfig(dataset_name=str(sample_dir)), "test")
     evaluation = {"dataset": str(sample_dir), "split": "test", "num_images": 1000, "teacher": "models/x",
+                  "dataset_facts": describe_dataset(str(sample_dir), split.dataset, split.image_column),
                   "metrics": {"cls_top1": 0.5, "cls_top5": 0.9, "distill_top1": 0.6, "distill_top5": 0.95,
                               "fused_top1": 0.625, "fused_top5": 0.97, "cls_distill_agreement": 0.8}}
     (folder / "eval_results.json").write_text(json.dumps(evaluation))
-    card = ModelCard.load(hub.write_model_card(folder))
-    assert card.data.datasets is None  # a local folder is no Hub dataset
+    card = ModelCard.load(model_card.write_model_card(folder))
+    assert card.data.datasets == ["uoft-cs/cifar10"]  # the Hub dataset the local copy stands for (its card says)
     _, eval_results = model_index_to_eval_results(card.data.to_dict()["model-index"])
-    fused = next(r for r in eval_results if r.metric_name == hub.MODEL_INDEX_NAMES["fused"])
-    assert fused.metric_value == 0.625 and fused.dataset_split == "test" and fused.dataset_type == "cifar10-sample"
+    fused = next(r for r in eval_results if r.metric_name == MODEL_INDEX_NAMES["fused"])
+    assert fused.metric_value == 0.625 and fused.dataset_split == "test" and fused.dataset_type == "uoft-cs/cifar10"
     assert "JPEG (quality 75)" in card.text and "not comparable" in card.text
     assert "62.50" in card.text and "1000 images" in card.text
 
@@ -86,24 +98,28 @@ def test_card_never_unpickles_training_args(folder, monkeypatch):
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
     (folder / "training_args.bin").write_bytes(b"not even a pickle")
-    assert hub.write_model_card(folder, repo_id="me/x").is_file()
+    assert model_card.write_model_card(folder, repo_id="me/x").is_file()
 
 
 def test_run_config_keeps_the_recipe_and_never_the_token(tmp_path):
-    model = SimpleNamespace(teacher_model_name_or_path="me/teacher", student_model_name_or_path=None, image_size=32)
-    data = SimpleNamespace(dataset_name="uoft-cs/cifar10", train_split="train")
-    training = SimpleNamespace(distillation_type="soft", distillation_alpha=0.5, distillation_tau=3.0,
-                               learning_rate=1e-3, hub_token=SECRET, push_to_hub=True, world_size=1)
-    path = hub.save_run_config(str(tmp_path), model, data, training)
+    model = ModelConfig(teacher_model_name_or_path="me/teacher")
+    data = DataConfig(dataset_name="uoft-cs/cifar10")
+    training = DistillationConfig(output_dir=str(tmp_path / "run"), distillation_type="soft", distillation_tau=3.0,
+                                  learning_rate=1e-3, hub_token=SECRET, label_smoothing_factor=0.1)
+    path = save_run_config(str(tmp_path), model, data, training)
     text = open(path).read()
-    assert SECRET not in text and "hub_token" not in text
-    recipe = json.loads(text)
-    assert recipe["training"]["distillation_tau"] == 3.0
-    assert recipe["model"]["teacher_model_name_or_path"] == "me/teacher"
+    assert SECRET not in text
+    saved = json.loads(text)
+    assert saved["training"]["distillation_tau"] == 3.0
+    assert saved["model"]["teacher_model_name_or_path"] == "me/teacher"
+    # Every key of the dataclasses, not a hand-kept list: label smoothing and the attention kernel reach the card.
+    assert saved["training"]["label_smoothing_factor"] == 0.1 and saved["model"]["attn_implementation"] == "sdpa"
+    assert {"distillation_tau", "label_smoothing_factor", "learning_rate"} <= set(saved["changed"]["training"])
+    assert "hub_token" not in saved["changed"]["training"] and "distillation_alpha" not in saved["changed"]["training"]
 
 
 def test_push_dry_run_lists_the_expected_files(folder, capsys):
-    plan = hub.main(["--folder", str(folder), "--repo_id", "me/deit-tiny-test", "--dry_run"])
+    plan = push_main(["--folder", str(folder), "--repo_id", "me/deit-tiny-test", "--dry_run"])
     names = {name for name, _ in plan}
     assert names == EXPECTED_UPLOAD
     assert "training_args.bin" not in names and not any(name.startswith("checkpoint") for name in names)
@@ -124,7 +140,7 @@ def stand_in_hub(monkeypatch):
         def __getattr__(self, name):
             return lambda **kwargs: calls.append((name, kwargs))
 
-    monkeypatch.setattr(hub, "HfApi", StandInHfApi)
+    monkeypatch.setattr(push, "HfApi", StandInHfApi)
     return calls
 
 
@@ -141,16 +157,16 @@ def test_push_calls_hub_api_stand_in(folder, monkeypatch, capsys, caplog):
         def upload_folder(self, **kwargs):
             calls.append(("upload_folder", kwargs))
 
-    monkeypatch.setattr(hub, "HfApi", StandInHfApi)
+    monkeypatch.setattr(push, "HfApi", StandInHfApi)
     caplog.set_level(logging.DEBUG)
-    plan = hub.push_folder(folder, "me/deit-tiny-test", private=True, token=SECRET)
+    plan = push.push_folder(folder, "me/deit-tiny-test", private=True, token=SECRET)
 
     assert [name for name, _ in calls] == ["init", "create_repo", "upload_folder"]
     assert calls[0][1] == {"token": SECRET}
     create, upload = calls[1][1], calls[2][1]
     assert create["repo_id"] == "me/deit-tiny-test" and create["private"] is True and create["exist_ok"] is True
     assert upload["repo_id"] == "me/deit-tiny-test" and upload["folder_path"] == str(folder)
-    assert upload["allow_patterns"] == hub.ALLOW_PATTERNS and upload["ignore_patterns"] == hub.IGNORE_PATTERNS
+    assert upload["allow_patterns"] == push.ALLOW_PATTERNS and upload["ignore_patterns"] == push.IGNORE_PATTERNS
     # What huggingface_hub would upload with those patterns is exactly the plan, without pickles or checkpoints.
     files = sorted(p.relative_to(folder).as_posix() for p in folder.glob("**/*") if p.is_file())
     chosen = set(filter_repo_objects(files, allow_patterns=upload["allow_patterns"],
@@ -164,64 +180,66 @@ def test_push_calls_hub_api_stand_in(folder, monkeypatch, capsys, caplog):
 def test_push_refuses_a_folder_without_weights(folder):
     (folder / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
-        hub.push_folder(folder, "me/x", dry_run=True)
+        push.push_folder(folder, "me/x", dry_run=True)
 
 
 def test_reported_accuracy_from_folder_and_card(folder, tmp_path):
     results = json.loads((folder / "all_results.json").read_text())
-    assert hub.reported_accuracy(str(folder))["metrics"]["fused_top1"] == results["eval_fused_top1"]
-    hub.write_model_card(folder, repo_id="me/x", dataset_id="uoft-cs/cifar10")
+    assert model_card.reported_accuracy(str(folder))["metrics"]["fused_top1"] == results["eval_fused_top1"]
+    model_card.write_model_card(folder, repo_id="me/x", dataset_id="uoft-cs/cifar10")
     card_only = tmp_path / "card-only"
     card_only.mkdir()
     shutil.copy(folder / "README.md", card_only / "README.md")
     shutil.copy(folder / "config.json", card_only / "config.json")
-    reported = hub.reported_accuracy(str(card_only))
+    reported = model_card.reported_accuracy(str(card_only))
     assert reported["metrics"]["cls_top1"] == pytest.approx(results["eval_cls_top1"], abs=1e-4)
-    assert hub.reported_accuracy(str(tmp_path / "nothing")) == {}
+    assert model_card.reported_accuracy(str(tmp_path / "nothing")) == {}
 
 
 def test_space_push_calls_hub_api_stand_in(stand_in_hub):
     calls = stand_in_hub
-    plan = {name for name, _ in hub.push_space("me/deit-demo", "me/deit-tiny", dry_run=True)}
-    assert {"app.py", "requirements.txt", "README.md", "examples/cat.png", "hf_deit/loading.py", "hf_deit/viz.py",
-            "hf_deit/hub.py"} <= plan
+    plan = {name for name, _ in push.push_space("me/deit-demo", "me/deit-tiny", dry_run=True)}
+    assert {"app.py", "requirements.txt", "README.md", "examples/cat.png", "hf_deit/modeling.py",
+            "hf_deit/publish/viz.py", "hf_deit/publish/card.py", "hf_deit/publish/templates/model_card.md"} <= plan
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in plan)
 
-    hub.push_space("me/deit-demo", "me/deit-tiny", private=True)
+    push.push_space("me/deit-demo", "me/deit-tiny", private=True)
     names = [name for name, _ in calls]
     assert names == ["init", "create_repo", "add_space_variable", "upload_folder", "upload_folder"]
     create = calls[1][1]
     assert create["repo_type"] == "space" and create["space_sdk"] == "gradio" and create["private"] is True
     assert calls[2][1] == {"repo_id": "me/deit-demo", "key": "MODEL_ID", "value": "me/deit-tiny"}
     app_upload, package_upload = calls[3][1], calls[4][1]
-    assert app_upload["allow_patterns"] == hub.SPACE_PATTERNS and app_upload["repo_type"] == "space"
-    assert package_upload["path_in_repo"] == "hf_deit" and package_upload["allow_patterns"] == ["*.py"]
+    assert app_upload["allow_patterns"] == push.SPACE_PATTERNS and app_upload["repo_type"] == "space"
+    assert package_upload["path_in_repo"] == "hf_deit" and "*.py" in package_upload["allow_patterns"]
 
 
 def test_card_from_the_run_recipe_written_elsewhere(folder, tiny_teacher, monkeypatch, tmp_path):
     """The recipe keeps what a relative local path meant, so the card is right from any directory."""
-    model = SimpleNamespace(teacher_model_name_or_path=str(tiny_teacher), student_model_name_or_path=None)
-    data = SimpleNamespace(dataset_name="data/cifar10-sample", train_split="train", random_crop_padding=4,
-                           horizontal_flip=True, rand_augment="rand-m9-mstd0.5-inc1", random_erasing=0.0)
-    training = SimpleNamespace(distillation_type="soft", distillation_alpha=0.5, distillation_tau=3.0,
-                               distillation_kl_reduction="batchmean", learning_rate=5e-4, num_train_epochs=12,
-                               per_device_train_batch_size=64, weight_decay=0.05, world_size=1, mixup_alpha=0.8,
-                               ema_decay=None)
-    hub.save_run_config(str(folder), model, data, training)  # from the repository root, as distill.py runs
+    from hf_deit.data.datasets import load_image_classification_data
+
+    model = ModelConfig(teacher_model_name_or_path=str(tiny_teacher))
+    data = DataConfig(dataset_name="data/cifar10-sample", rand_augment="rand-m9-mstd0.5-inc1")
+    training = DistillationConfig(output_dir=str(tmp_path / "run"), distillation_type="soft", distillation_tau=3.0,
+                                  learning_rate=5e-4, num_train_epochs=12, per_device_train_batch_size=64,
+                                  weight_decay=0.05, mixup_alpha=0.8)
+    save_run_config(str(folder), model, data, training, load_image_classification_data(data))  # from the repo root
     monkeypatch.chdir(tmp_path)
-    card = ModelCard.load(hub.write_model_card(folder, repo_id="me/x"))
-    assert card.data.datasets is None and "teacher" not in card.data.to_dict()  # local: not Hub metadata
+    card = ModelCard.load(model_card.write_model_card(folder, repo_id="me/x"))
+    assert card.data.datasets == ["uoft-cs/cifar10"]  # the Hub dataset the local copy stands for
+    assert "teacher" not in card.data.to_dict()  # a local teacher: not Hub metadata
     _, eval_results = model_index_to_eval_results(card.data.to_dict()["model-index"])
-    assert eval_results[0].dataset_type == "cifar10-sample"
+    assert eval_results[0].dataset_type == "uoft-cs/cifar10"
     assert eval_results[0].dataset_name == "CIFAR-10 sample (hf-deit)"
     assert "trained and evaluated on a local copy (`data/cifar10-sample`)" in card.text and "not comparable" in card.text
     assert "soft (alpha 0.5, tau 3.0, KL batchmean)" in card.text and "peak learning rate 0.0005" in card.text
     assert "12 epochs" in card.text and "random crops (padding 4) and horizontal flips" in card.text
     assert "**Regularisation**: RandAugment `rand-m9-mstd0.5-inc1`, Mixup 0.8." in card.text
+    assert "distillation_tau: 3.0" in card.text and "num_train_epochs: 12" in card.text  # the full recipe, as YAML
 
 
 def test_distill_push_to_hub_publishes_through_hub_module(sample_dir, tiny_teacher, tmp_path, stand_in_hub):
-    from hf_deit.distill import main
+    from hf_deit.cli.distill import main
     from helpers import TINY_STUDENT_ARGS
 
     calls = stand_in_hub
@@ -233,7 +251,7 @@ def test_distill_push_to_hub_publishes_through_hub_module(sample_dir, tiny_teach
           "--hub_private_repo", "true", *TINY_STUDENT_ARGS])
     assert [name for name, _ in calls] == ["init", "create_repo", "upload_folder"]
     assert calls[1][1]["repo_id"] == "me/deit-hook" and calls[1][1]["private"] is True
-    assert (output_dir / hub.RUN_CONFIG_FILE).is_file() and (output_dir / "README.md").is_file()
+    assert (output_dir / RUN_CONFIG_FILE).is_file() and (output_dir / "README.md").is_file()
     assert (output_dir / "training_args.bin").is_file()
-    assert "training_args.bin" not in {name for name, _ in hub.upload_plan(output_dir)}
+    assert "training_args.bin" not in {name for name, _ in push.upload_plan(output_dir)}
     assert "hard" in (output_dir / "README.md").read_text()

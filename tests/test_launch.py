@@ -1,14 +1,11 @@
-"""How `accelerate launch` flags and configs become CPU ranks (the launch itself: test_distributed.py)."""
-
-import sys
+"""How a training script checks the way it was launched (the launches themselves: test_distributed.py)."""
 
 import pytest
 
-from hf_deit import launch
-from hf_deit.launch import CpuLaunch, accelerate_launch_arguments, requested_cpu_launch
+from hf_deit.cli import launch
 
 CLEAN_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",
-             "ACCELERATE_USE_CPU", "MASTER_ADDR", "MASTER_PORT", launch.RELAUNCHED_ENV)
+             "ACCELERATE_USE_CPU", "MASTER_ADDR", "MASTER_PORT")
 
 
 @pytest.fixture
@@ -18,64 +15,22 @@ def clean_env(monkeypatch):
     return monkeypatch
 
 
-@pytest.mark.parametrize("cmdline, expected", [
-    (["/venv/bin/python3", "/venv/bin/accelerate", "launch", "--cpu", "s.py", "--x", "1"], ["--cpu", "s.py", "--x", "1"]),
-    (["python", "-m", "accelerate.commands.launch", "--num_processes", "2", "s.py"], ["--num_processes", "2", "s.py"]),
-    (["python", "-m", "torch.distributed.run", "s.py"], None),
-    (["/venv/bin/accelerate", "env"], None),
-])
-def test_accelerate_launch_arguments_are_found_in_the_parent_command(cmdline, expected):
-    assert accelerate_launch_arguments(cmdline) == expected
+def test_accelerates_one_process_for_many_is_refused_with_the_torchrun_command(clean_env):
+    launch.prepare_processes(["scripts/distill.py", "--config", "c.yaml"])  # a plain start: nothing to refuse
+    clean_env.setenv("ACCELERATE_USE_CPU", "True")
+    launch.prepare_processes(["scripts/distill.py"])  # accelerate, one process asked for (no MASTER_ADDR)
+    clean_env.setenv("MASTER_ADDR", "127.0.0.1")  # accelerate sets it only when several processes were asked for
+    with pytest.raises(launch.SingleProcessCpuLaunch) as refused:
+        launch.prepare_processes(["scripts/distill.py", "--config", "my config.yaml"])
+    assert "torchrun --nproc_per_node N scripts/distill.py --config 'my config.yaml'" in str(refused.value)
 
 
-def test_process_counts_come_from_flags():
-    got = requested_cpu_launch(["--cpu", "--num_processes", "4", "--main_process_port", "29999", "s.py", "--lr", "1"])
-    assert got == CpuLaunch(num_processes=4, num_machines=1, machine_rank=0, main_process_ip="127.0.0.1",
-                            main_process_port=29999)
-
-
-def test_process_counts_come_from_the_shipped_cpu_ddp_config():
-    got = requested_cpu_launch(["--config_file", "configs/accelerate/cpu_ddp.yaml", "scripts/distill.py"])
-    assert (got.num_processes, got.num_machines, got.processes_per_machine) == (2, 1, 2)
-
-
-def test_flags_override_the_config_file():
-    got = requested_cpu_launch(["--config_file", "configs/accelerate/cpu_ddp.yaml", "--num_processes", "3", "s.py"])
-    assert got.num_processes == 3
-
-
-def test_torchrun_command_splits_processes_over_machines():
-    command = CpuLaunch(num_processes=8, num_machines=2, machine_rank=1, main_process_ip="10.0.0.1",
-                        main_process_port=1234).torchrun_command("scripts/distill.py", ["--config", "c.yaml"])
-    assert command[:3] == [sys.executable, "-m", "torch.distributed.run"]
-    flags = dict(zip(command[3:-3:2], command[4:-3:2]))
-    assert flags == {"--nnodes": "2", "--node_rank": "1", "--nproc_per_node": "4", "--master_addr": "10.0.0.1",
-                     "--master_port": "1234"}
-    assert command[-3:] == ["scripts/distill.py", "--config", "c.yaml"]
-
-
-def test_relaunch_happens_only_for_accelerates_multi_process_cpu_launch(clean_env):
-    clean_env.setattr(launch, "_parent_cmdline",
-                      lambda: ["python", "/v/bin/accelerate", "launch", "--cpu", "--num_processes", "2", "s.py"])
-    calls = []
-    clean_env.setattr(launch.subprocess, "run", lambda command, env: calls.append((command, env)) or
-                      type("Done", (), {"returncode": 7})())
-    assert launch.spawn_cpu_processes_if_requested(["s.py"]) is None  # not launched by accelerate on CPU
+@pytest.mark.parametrize("rank_variable", ["WORLD_SIZE", "RANK", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"])
+def test_ranks_started_by_torchrun_or_mpirun_go_on(clean_env, rank_variable):
     clean_env.setenv("ACCELERATE_USE_CPU", "True")
     clean_env.setenv("MASTER_ADDR", "127.0.0.1")
-    assert launch.spawn_cpu_processes_if_requested(["s.py", "--a"]) == 7  # the group's exit code is ours
-    command, env = calls[-1]
-    assert "--nproc_per_node" in command and command[command.index("--nproc_per_node") + 1] == "2"
-    assert env[launch.RELAUNCHED_ENV] == "1"  # the ranks do not relaunch again
-    clean_env.setenv("WORLD_SIZE", "2")  # already a rank
-    assert launch.spawn_cpu_processes_if_requested(["s.py"]) is None
-    clean_env.delenv("WORLD_SIZE")
-    clean_env.setenv("OMPI_COMM_WORLD_SIZE", "2")  # mpirun is in charge
-    assert launch.spawn_cpu_processes_if_requested(["s.py"]) is None
-    clean_env.delenv("OMPI_COMM_WORLD_SIZE")
-    clean_env.setattr(launch, "_parent_cmdline", lambda: ["python", "/v/bin/accelerate", "launch", "--cpu", "s.py"])
-    assert launch.spawn_cpu_processes_if_requested(["s.py"]) is None  # one process asked for
-    assert len(calls) == 1
+    clean_env.setenv(rank_variable, "2")
+    assert not launch.started_as_one_of_many_cpu_processes()
 
 
 def test_ranks_without_a_gpu_are_told_to_form_a_cpu_group(clean_env):

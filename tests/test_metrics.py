@@ -1,29 +1,40 @@
-"""The offline evaluate module."""
+"""The offline evaluate module: top-k from class indices, never logits."""
 
 import numpy as np
 import pytest
 
 import hf_deit.metrics
-from hf_deit.metrics import TopKAccuracy, distillation_compute_metrics
+from hf_deit.metrics import TopKAccuracy, distillation_compute_metrics, head_accuracies, top_k_indices
 
 
 def test_top_k_accuracy_values():
-    logits = [[0.1, 0.9, 0.0], [0.8, 0.15, 0.05], [0.2, 0.3, 0.5], [0.3, 0.4, 0.3]]
-    labels = [1, 1, 0, 2]
-    # top-1 hits: row 0 only; top-2 hits: row 0, row 1 (1 is 2nd), row 3 (2 ties 0 at 0.3: either is fine)
-    result = TopKAccuracy().compute(predictions=logits, references=labels, top_k=(1, 3))
-    assert result == {"top1": pytest.approx(0.25), "top3": pytest.approx(1.0)}
+    logits = [[0.1, 0.9, 0.0, 0.0], [0.8, 0.15, 0.05, 0.0], [0.2, 0.3, 0.5, 0.0], [0.1, 0.2, 0.3, 0.4]]
+    labels = [1, 1, 0, 0]
+    # top-1 hits: row 0; top-2: rows 0 and 1 (1 is 2nd); top-3: rows 0, 1, 2 (0 is 3rd); row 3's label is last.
+    result = TopKAccuracy().compute(predictions=top_k_indices(logits, 3), references=labels, top_k=(1, 2, 3))
+    assert result == {"top1": pytest.approx(0.25), "top2": pytest.approx(0.5), "top3": pytest.approx(0.75)}
+
+
+def test_indices_are_ranked_best_first_and_cut_at_k():
+    ranked = top_k_indices(np.array([[0.1, 0.7, 0.2, 0.0, 0.3, 0.9, 0.05]]), k=5)
+    assert ranked.tolist() == [[5, 1, 4, 2, 0]]
 
 
 def test_top5_skipped_when_fewer_classes():
-    assert set(TopKAccuracy().compute(predictions=[[0.0, 1.0]], references=[1])) == {"top1"}
+    assert set(head_accuracies({"cls": [[0.0, 1.0]]}, [1])) == {"cls_top1"}
+
+
+def test_the_metric_reads_indices_not_logits():
+    """A logits row would be read as class indices: top-1 of [[0.0, 1.0]] as indices is class 0."""
+    assert TopKAccuracy().compute(predictions=[[0, 1]], references=[1])["top1"] == 0.0
+    assert TopKAccuracy().compute(predictions=[[1, 0]], references=[1])["top1"] == 1.0
 
 
 def test_loads_offline_through_evaluate_load():
     import evaluate
 
     metric = evaluate.load(hf_deit.metrics.__file__)
-    assert metric.compute(predictions=[[0.0, 1.0], [1.0, 0.0]], references=[1, 1])["top1"] == pytest.approx(0.5)
+    assert metric.compute(predictions=top_k_indices([[0.0, 1.0], [1.0, 0.0]]), references=[1, 1])["top1"] == 0.5
 
 
 def test_compute_metrics_names_every_head():
@@ -32,5 +43,5 @@ def test_compute_metrics_names_every_head():
     labels = np.array([0, 1])
     right = np.array([[1.0, 0.0], [0.0, 1.0]])
     wrong = right[:, ::-1]
-    metrics = distillation_compute_metrics(EvalPrediction(predictions=(right, right, wrong, right), label_ids=labels))
-    assert metrics == {"fused_top1": 1.0, "cls_top1": 1.0, "distill_top1": 0.0, "teacher_top1": 1.0}
+    metrics = distillation_compute_metrics(EvalPrediction(predictions=(right, wrong, right, right), label_ids=labels))
+    assert metrics == {"cls_top1": 1.0, "distill_top1": 0.0, "fused_top1": 1.0, "teacher_top1": 1.0}

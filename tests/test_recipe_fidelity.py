@@ -14,14 +14,15 @@ from PIL import Image
 from torch import nn
 from transformers import ViTImageProcessor
 
-from hf_deit.augment import build_rand_augment
+from hf_deit.data.augment import build_rand_augment
 from hf_deit.config import DataConfig, ModelConfig, parse_config
-from hf_deit.data import build_train_transform
-from hf_deit.distill import build_distillation_run, main
-from hf_deit.ema import EMACallback
+from hf_deit.data.transforms import build_train_transform
+from hf_deit.training.distill import build_distillation_run
+from hf_deit.cli.distill import main
+from hf_deit.training.ema import EMACallback
 from hf_deit.modeling import build_student
 from hf_deit.teacher import load_teacher
-from hf_deit.trainer import DistillationTrainer
+from hf_deit.training.trainer import DistillationTrainer
 
 from helpers import CIFAR10_NAMES, TINY_STUDENT_ARGS, save_tiny_teacher
 
@@ -151,15 +152,14 @@ def test_device_resident_decode_resizes_bicubic_like_the_processor(sample_dir):
     """Images stored at another size than the processor's are resized once at decode time, as the processor does."""
     import numpy as np
 
-    from hf_deit.data import attach_transforms, load_image_classification_data
-    from hf_deit.device_data import device_resident_train
+    from hf_deit.data.datasets import load_image_classification_data
+    from hf_deit.data.device import device_resident_train
 
     config = DataConfig(dataset_name=str(sample_dir), max_train_samples=4, max_eval_samples=4)
     data = load_image_classification_data(config)
     processor = ViTImageProcessor(size={"height": 48, "width": 48}, do_normalize=False)
-    attach_transforms(data, processor, config)
-    resident = device_resident_train(data.train, processor, random_crop_padding=0, horizontal_flip=False)
-    raw = data.train.dataset.cast_column(data.image_column, __import__("datasets").Image())[0][data.image_column]
+    resident = device_resident_train(data, processor, DataConfig(random_crop_padding=0, horizontal_flip=False))
+    raw = data.train[0][data.image_column]
     expected = np.asarray(raw.convert("RGB").resize((48, 48), Image.BICUBIC), dtype=np.int16)
     got = resident.images[0].permute(1, 2, 0).numpy().astype(np.int16)
     assert np.abs(got - expected).max() <= 1

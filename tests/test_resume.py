@@ -17,9 +17,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hf_deit.checkpointing import STAGING_FOLDER, last_complete_checkpoint, resolve_resume_checkpoint
+from hf_deit.training.checkpointing import STAGING_FOLDER, last_complete_checkpoint, resolve_resume_checkpoint
 from hf_deit.config import ModelConfig, parse_config
-from hf_deit.distill import main
+from hf_deit.cli.distill import main
 from hf_deit.modeling import build_student
 
 from helpers import CIFAR10_NAMES, REPO
@@ -40,7 +40,7 @@ WEIGHT_ATOL = 0.0
 # published (the last moment of a save), so the test can SIGKILL it there.
 KILLABLE = """
 import runpy, sys, time
-import hf_deit.checkpointing as checkpointing
+import hf_deit.training.checkpointing as checkpointing
 publish = checkpointing.publish
 def held_publish(staged, final):
     if final.endswith("checkpoint-6"):
@@ -156,7 +156,7 @@ def test_resume_without_a_checkpoint_is_a_clear_error(value, message, tmp_path):
 def test_resume_loads_every_weight_of_the_checkpoint(tmp_path):
     """transformers 5.23's Trainer resumes with load_state_dict(strict=False) on the saved (legacy) key
     names and silently skips the encoder (huggingface/transformers#43701); ours loads all of it."""
-    from hf_deit.trainer import DistillationTrainer
+    from hf_deit.training.trainer import DistillationTrainer
 
     config = ModelConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, patch_size=8)
     id2label = dict(enumerate(CIFAR10_NAMES))
@@ -175,23 +175,24 @@ def test_keyed_augmentation_depends_only_on_its_key(sample_dir):
     """The same (row, seed) key gives the same augmented pixels whatever the global RNG did before, and
     fetching it leaves the global RNG untouched (the training step's dropout stream)."""
     from hf_deit.config import DataConfig
-    from hf_deit.data import attach_transforms, load_image_classification_data
+    from hf_deit.data.inputs import train_set
+    from hf_deit.data.datasets import load_image_classification_data
     from hf_deit.modeling import student_image_processor
 
     config = DataConfig(dataset_name=str(sample_dir), max_train_samples=8, max_eval_samples=8,
                         rand_augment="rand-m9-mstd0.5-inc1", random_erasing=0.5)
     data = load_image_classification_data(config)
-    attach_transforms(data, student_image_processor(ModelConfig()), config)
+    train = train_set(data, student_image_processor(ModelConfig()), config)
     torch.manual_seed(0)
-    first = data.train.__getitems__([(3, 1234), (5, 99)])
+    first = train.__getitems__([(3, 1234), (5, 99)])
     torch.rand(100)  # another global RNG state
-    again = data.train.__getitems__([(3, 1234), (5, 99)])
+    again = train.__getitems__([(3, 1234), (5, 99)])
     for a, b in zip(first, again):
         assert torch.equal(a["pixel_values"], b["pixel_values"])
-    other = data.train.__getitems__([(3, 1235)])
+    other = train.__getitems__([(3, 1235)])
     assert not torch.equal(other[0]["pixel_values"], first[0]["pixel_values"])
     before = torch.get_rng_state()
-    data.train.__getitems__([(3, 7)])
+    train.__getitems__([(3, 7)])
     assert torch.equal(before, torch.get_rng_state())
 
 
@@ -219,7 +220,7 @@ def test_teacher_training_resumes_exactly(sample_dir, tmp_path):
     """scripts/train_teacher.py's trainer (stock Trainer + the same checkpoint mixin) with the shipped teacher
     recipe (device-resident data, SGD, bf16 autocast): a ResNet with batch-norm buffers, resumed mid-epoch from
     a copied checkpoint, ends bit-identical."""
-    from hf_deit.teacher_training import main as train_teacher
+    from hf_deit.cli.train_teacher import main as train_teacher
 
     def run(output_dir, *extra):
         return train_teacher([

@@ -19,16 +19,17 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image as ImageFeature, Value
 from PIL import Image
 
-import hf_deit.data
-import hf_deit.trainer
+import hf_deit.data.datasets
+import hf_deit.training.trainer
 from hf_deit.config import DataConfig, ModelConfig
-from hf_deit.data import attach_transforms, collate_fn, load_image_classification_data
-from hf_deit.distill import main
-from hf_deit.images import BadImageError, decode_image
+from hf_deit.data.transforms import collate_fn
+from hf_deit.data.datasets import load_image_classification_data
+from hf_deit.cli.distill import main
+from hf_deit.data.images import BadImageError, decode_image
 from hf_deit.modeling import student_image_processor
-from hf_deit.nonfinite import NonFiniteLossError
+from hf_deit.training.nonfinite import NonFiniteLossError
 
-from helpers import CIFAR10_NAMES, REPO
+from helpers import CIFAR10_NAMES, REPO, with_inputs
 from test_end_to_end import tiny_run_args
 
 NAMES = ["cat", "dog"]
@@ -76,8 +77,7 @@ def dataset_with_bad_rows(root: Path, bad_rows: dict[int, bytes], n: int = 12) -
 def loaded(root: Path, **config) -> tuple:
     data_config = DataConfig(dataset_name=str(root), random_crop_padding=0, horizontal_flip=False, **config)
     data = load_image_classification_data(data_config)
-    attach_transforms(data, PROCESSOR, data_config)
-    return data, data_config
+    return with_inputs(data, PROCESSOR, data_config), data_config
 
 
 # -- corrupt / truncated image bytes --------------------------------------------------------------
@@ -238,7 +238,7 @@ def test_10000px_jpeg_is_decoded_at_reduced_scale_in_bounded_memory(huge_images)
         "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "print(image.size[0], image.size[1], (after - before) // 1024)\n"
     )
-    images_py = str(REPO / "hf_deit" / "images.py")
+    images_py = str(REPO / "hf_deit" / "data" / "images.py")
     out = subprocess.run([sys.executable, "-c", code, huge_images["jpeg_path"], images_py], capture_output=True,
                          text=True, cwd=REPO, check=True).stdout.split()
     width, height, grown_mb = map(int, out)
@@ -267,7 +267,7 @@ def test_empty_split_in_memory_is_a_clear_error(empty, monkeypatch):
     one_row = {"image": [{"bytes": good_png(0), "path": None}], "label": [0]}
     splits = {name: Dataset.from_dict({"image": [], "label": []} if name == empty else one_row, features=FEATURES)
               for name in ("train", "test")}
-    monkeypatch.setattr(hf_deit.data, "_load_raw", lambda config: DatasetDict(splits))
+    monkeypatch.setattr(hf_deit.data.datasets, "_load_raw", lambda config: DatasetDict(splits))
     expected = "train split" if empty == "train" else r"evaluation \(test\) split"
     with pytest.raises(ValueError, match=f"The {expected} of 'mem' is empty"):
         load_image_classification_data(DataConfig(dataset_name="mem"))
@@ -331,7 +331,7 @@ def test_new_keys_reject_bad_values(flags, message):
 
 def _nan_from_call(monkeypatch, bad_call: int) -> None:
     """Make the loss function return NaN (in the class-head term) from its `bad_call`-th training call on."""
-    original = hf_deit.trainer.deit_distillation_loss
+    original = hf_deit.training.trainer.deit_distillation_loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -343,7 +343,7 @@ def _nan_from_call(monkeypatch, bad_call: int) -> None:
                 parts.loss = parts.loss + parts.base_loss
         return parts
 
-    monkeypatch.setattr(hf_deit.trainer, "deit_distillation_loss", poisoned)
+    monkeypatch.setattr(hf_deit.training.trainer, "deit_distillation_loss", poisoned)
 
 
 @pytest.mark.parametrize("mode", ["step", "deferred"])
@@ -372,7 +372,7 @@ def test_nonfinite_loss_stops_before_saving_and_keeps_the_last_checkpoint(mode, 
 def test_evaluation_script_skips_a_corrupt_image_naming_its_row(tmp_path, tiny_teacher, caplog):
     """scripts/evaluate_student.py decodes like training: the bad row is named and left out, not a crash
     inside `datasets` without a row number."""
-    from hf_deit.evaluation import main as evaluate_main
+    from hf_deit.cli.evaluate import main as evaluate_main
     from hf_deit.modeling import build_student
 
     test = [(good_png(i), i % 10) for i in range(6)]

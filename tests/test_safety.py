@@ -13,12 +13,13 @@ import pytest
 import torch
 from transformers import PreTrainedModel
 
-from hf_deit.checkpointing import load_pretrained_weights, resolve_resume_checkpoint
+from hf_deit.training.checkpointing import load_pretrained_weights, resolve_resume_checkpoint
 from hf_deit.config import DataConfig, ModelConfig, parse_config
-from hf_deit.distill import main
+from hf_deit.cli.distill import main
 from hf_deit.modeling import build_student, student_image_processor
 from hf_deit.teacher import load_teacher
-from hf_deit.teacher_training import TeacherModelConfig, TeacherTrainingConfig, build_teacher
+from hf_deit.config import TeacherModelConfig, TeacherTrainingConfig
+from hf_deit.training.teacher_training import build_teacher
 
 from helpers import CIFAR10_NAMES, REPO
 from test_end_to_end import tiny_run_args
@@ -85,7 +86,7 @@ def test_every_model_load_in_hf_deit_asks_for_safetensors():
 
 
 def test_model_loads_at_runtime_all_pass_use_safetensors(monkeypatch, tiny_teacher, student_folder, tmp_path):
-    from hf_deit.loading import load_student
+    from hf_deit.modeling import load_student
 
     seen = []
     original = PreTrainedModel.from_pretrained.__func__

@@ -5,14 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hf_deit.viz import (
-    attention_rollout,
-    overlay_heatmap,
-    plot_confusion_matrix,
-    plot_training_curves,
-    processed_region,
-    token_attention_maps,
-)
+from hf_deit.publish.viz import attention_rollout, overlay_heatmap, plot_confusion_matrix, plot_training_curves, processed_region, token_attention_maps
 
 
 def _random_attentions(layers=3, heads=2, tokens=2 + 16, seed=0):

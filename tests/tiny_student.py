@@ -15,7 +15,7 @@ from helpers import TINY_STUDENT_ARGS
 @pytest.fixture(scope="session")
 def tiny_student(sample_dir, tiny_teacher, tmp_path_factory) -> Path:
     """A folder as scripts/distill.py leaves it (weights, processor, results, training_args.bin)."""
-    from hf_deit.distill import main
+    from hf_deit.cli.distill import main
 
     output_dir = tmp_path_factory.mktemp("tiny-student") / "student"
     main([

@@ -1,4 +1,4 @@
-"""Keep secrets out of what a run writes, and remote code off unless asked for.
+"""Keep secrets out of what a run writes.
 
 The Hub token: ``Trainer`` pickles the whole ``TrainingArguments`` into ``training_args.bin`` in
 every checkpoint and in the final folder, and ``push_to_hub`` uploads that file; with
@@ -46,36 +46,3 @@ def protect_hub_token(args: Any) -> None:
     token = getattr(args, "hub_token", None)
     if token and not isinstance(token, RedactedToken):
         args.hub_token = RedactedToken(token)
-
-
-def warn_if_remote_code(trust_remote_code: bool, source: str) -> None:
-    """One loud line whenever a model may run code shipped with its checkpoint."""
-    if trust_remote_code:
-        logger.warning(
-            "trust_remote_code=True: loading %s may execute Python code shipped with it. Only do this for "
-            "repositories you trust (pin a revision); leave it off for stock transformers models.",
-            source,
-        )
-
-
-def load_for_labels(model_class: Any, path: str, id2label: dict[int, str], trust_remote_code: bool, fix: str) -> Any:
-    """``from_pretrained`` re-headed for a dataset's labels, safetensors only (students and teachers alike).
-
-    ``fix`` finishes the error message with what the caller's user should pass instead.
-    """
-    warn_if_remote_code(trust_remote_code, path)
-    try:
-        return model_class.from_pretrained(
-            path,
-            num_labels=len(id2label),
-            id2label={int(k): v for k, v in id2label.items()},
-            label2id={v: int(k) for k, v in id2label.items()},
-            ignore_mismatched_sizes=True,
-            use_safetensors=True,
-            trust_remote_code=trust_remote_code,
-        )
-    except OSError as error:
-        raise OSError(
-            f"Could not load {path!r}: {error}\n{fix} (saved as safetensors: pickled pytorch_model.bin files are "
-            "refused, unpickling can run code)."
-        ) from error

@@ -8,8 +8,8 @@ the fused, class and distillation heads (and the teacher's) so ``compute_metrics
 the accuracy of each, the columns of the paper's Table 3.
 
 Reliability (``docs/results/robustness.md``): checkpoints are written atomically and resumed
-strictly (:class:`hf_deit.checkpointing.RobustCheckpointMixin`), a NaN/inf loss stops the run
-before the bad step is applied or saved (:mod:`hf_deit.nonfinite`), and a Hub token never reaches
+strictly (:class:`hf_deit.training.checkpointing.RobustCheckpointMixin`), a NaN/inf loss stops the run
+before the bad step is applied or saved (:mod:`hf_deit.training.nonfinite`), and a Hub token never reaches
 ``training_args.bin`` (:mod:`hf_deit.safety`).
 """
 
@@ -22,41 +22,19 @@ import torch
 from torch import nn
 from transformers import Trainer
 
-from .augment import apply_mixup, build_mixup
+from ..config import DistillationConfig
+from ..data.augment import apply_mixup, build_mixup
+from ..heads import HEADS
+from ..losses import deit_distillation_loss
+from ..teacher import TeacherWrapper
+from .base import ImageTrainerMixin
 from .checkpointing import RobustCheckpointMixin, last_complete_checkpoint
-from .config import DistillationConfig
-from .determinism import keyed_sampler_for
-from .device_data import DeviceResidentLoaderMixin
-from .losses import deit_distillation_loss
 from .nonfinite import NonFiniteLossGuard, resolve_mode
-from .sampler import RepeatedAugmentationSampler
-from .teacher import TeacherWrapper
 
 logger = logging.getLogger(__name__)
 
 
-def use_repeated_augmentation(num_repeats: int, world_size: int) -> bool:
-    """Repeated augmentation only where each copy of an image lands on another process.
-
-    The official DeiT code uses its ``RASampler`` only when distributed. With fewer processes than
-    repeats the copies share a process, hence a batch: on one process 85 of 128 images in a batch
-    are copies of others and an epoch sees a third of the dataset. Such runs fall back to the
-    seeded random order, with a warning.
-    """
-    if num_repeats <= 1:
-        return False
-    if world_size < num_repeats:
-        logger.warning(
-            "repeated_augmentation=%d needs at least %d processes so that each copy of an image is augmented on "
-            "another one; with %d the copies would share batches. Using the seeded random order instead (as the "
-            "official DeiT code does without distributed training).",
-            num_repeats, num_repeats, world_size,
-        )
-        return False
-    return True
-
-
-class DistillationTrainer(DeviceResidentLoaderMixin, RobustCheckpointMixin, Trainer):
+class DistillationTrainer(ImageTrainerMixin, RobustCheckpointMixin, Trainer):
     def __init__(
         self,
         model: nn.Module,
@@ -97,10 +75,13 @@ class DistillationTrainer(DeviceResidentLoaderMixin, RobustCheckpointMixin, Trai
 
     @property
     def head_names(self) -> tuple[str, ...]:
-        """Order of the logits ``prediction_step`` returns: ``compute_metrics`` names them so."""
+        """Keys of the logits ``prediction_step`` returns, in :data:`hf_deit.heads.HEADS` order:
+        ``compute_metrics`` names them so."""
         student = self.accelerator.unwrap_model(self.model)
-        heads = ("fused", "cls", "distill") if hasattr(student, "distillation_classifier") else ("cls",)
-        return heads + (("teacher",) if self.teacher is not None else ())
+        present = {"cls", "teacher"} if self.teacher is not None else {"cls"}
+        if hasattr(student, "distillation_classifier"):
+            present |= {"distill", "fused"}
+        return tuple(head.key for head in HEADS if head.key in present)
 
     def _forward(self, model: nn.Module, inputs: dict[str, torch.Tensor]):
         pixel_values = inputs["pixel_values"]
@@ -127,7 +108,7 @@ class DistillationTrainer(DeviceResidentLoaderMixin, RobustCheckpointMixin, Trai
             kl_reduction=self.args.distillation_kl_reduction,
             label_smoothing=self.args.label_smoothing_factor if model.training else 0.0,
         )
-        heads = (outputs.logits, cls_logits, distill_logits) if distill_logits is not None else (cls_logits,)
+        heads = (cls_logits, distill_logits, outputs.logits) if distill_logits is not None else (cls_logits,)
         return parts, heads, teacher_logits
 
     def compute_loss(
@@ -154,7 +135,7 @@ class DistillationTrainer(DeviceResidentLoaderMixin, RobustCheckpointMixin, Trai
         num_items_in_batch: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         loss = super().training_step(model, inputs, num_items_in_batch)
-        # After the backward is queued, before optimizer.step(): see hf_deit.nonfinite for the cost.
+        # After the backward is queued, before optimizer.step(): see hf_deit.training.nonfinite for the cost.
         self.nonfinite_guard.observe(self.state.global_step + 1, loss, self._last_loss_parts)
         return loss
 
@@ -194,24 +175,6 @@ class DistillationTrainer(DeviceResidentLoaderMixin, RobustCheckpointMixin, Trai
         if teacher_logits is not None:
             logits = logits + (teacher_logits.detach(),)
         return loss, logits, inputs["labels"]
-
-    def _get_train_sampler(self, train_dataset=None):
-        """Repeated augmentation or a seeded random order; for a dataset that takes sample keys
-        (:class:`hf_deit.data.TrainImages`) wrapped in a :class:`KeyedSampler`, so that each image's
-        augmentation is a function of (seed, epoch, position) and a resumed run replays it exactly."""
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        if use_repeated_augmentation(self.args.repeated_augmentation, self.args.world_size):
-            sampler = RepeatedAugmentationSampler(
-                len(dataset),
-                num_repeats=self.args.repeated_augmentation,
-                num_processes=self.args.world_size,
-                per_process_batch_size=self.args.per_device_train_batch_size,
-                seed=seed,
-            )
-            return keyed_sampler_for(dataset, seed, sampler)
-        keyed = keyed_sampler_for(dataset, seed)
-        return keyed if keyed is not None else super()._get_train_sampler(train_dataset)
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
         """No weight decay on norms and biases (the Trainer's rule) nor on the class/distillation

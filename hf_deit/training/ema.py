@@ -4,7 +4,7 @@ The EMA copy is a full ``DeiTForImageClassificationWithTeacher``: it is saved wi
 ``save_pretrained`` in an ``ema/`` folder next to each checkpoint (and the final model), loadable by
 stock transformers, and evaluated as its own model at the end of the run.
 
-Checkpoints: with :class:`hf_deit.checkpointing.RobustCheckpointMixin` the EMA is written into the
+Checkpoints: with :class:`hf_deit.training.checkpointing.RobustCheckpointMixin` the EMA is written into the
 checkpoint *before* the folder is published (``save_checkpoint_extras``), so a checkpoint never
 exists without its EMA, and it is reloaded on resume (``load_checkpoint_extras``): without that, a
 resumed run would restart the average from the resumed live weights and end with another EMA than

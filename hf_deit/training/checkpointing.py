@@ -1,6 +1,6 @@
 """Checkpoints that survive a crash, and a resume that restores what was saved.
 
-Three problems with the stock ``Trainer`` (transformers 5.23), each fixed here by a small mixin,
+Three problems with the stock ``Trainer``, each fixed here by a small mixin,
 :class:`RobustCheckpointMixin`, shared by the distillation and the teacher trainers:
 
 * **Saves are not atomic.** ``Trainer._save_checkpoint`` writes straight into
@@ -13,14 +13,14 @@ Three problems with the stock ``Trainer`` (transformers 5.23), each fixed here b
 * **Resume silently drops weights.** ``Trainer._load_from_checkpoint`` feeds ``model.safetensors``
   to ``load_state_dict(strict=False)``, but ``save_pretrained`` writes the checkpoint's
   (legacy) key names, e.g. ``deit.encoder.layer.0...`` for the model's ``deit.layers.0...``: the
-  encoder is not loaded and training restarts it from scratch with a mere warning (upstream
-  huggingface/transformers#43701). We load through ``from_pretrained``, which converts the names,
+  encoder is not loaded and training restarts it from scratch with a mere warning
+  (``docs/results/robustness.md``). We load through ``from_pretrained``, which converts the names,
   and copy with ``strict=True``.
 * **Callbacks have no resume hook.** Callbacks that keep state in checkpoint folders (the EMA) get
   ``save_checkpoint_extras(folder)`` before the folder is published and
   ``load_checkpoint_extras(folder)`` before training resumes.
 
-It also wraps ``args.hub_token`` (:func:`hf_deit.safety.protect_hub_token`) so that the
+It also wraps ``args.hub_token`` (:func:`hf_deit.training.secrets.protect_hub_token`) so that the
 ``training_args.bin`` pickled into every checkpoint never holds the token.
 """
 
@@ -36,7 +36,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from .safety import protect_hub_token
+from .secrets import protect_hub_token
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ with reflect (or constant) padding, horizontal flip and the image processor's no
 gather on ``uint8`` plus one multiply-add. No per-image Python, no decoding, no worker processes,
 no host-to-device copy of pixels.
 
-The same as the data-loader path (``hf_deit.data.build_train_transform``): the crop draws top/left
+The same as the data-loader path (``hf_deit.data.transforms.build_train_transform``): the crop draws top/left
 offsets uniformly in ``[0, 2 * padding]`` of the reflect-padded image (torchvision's
 ``RandomCrop(padding=p, padding_mode="reflect")``), the flip has probability 1/2, and an
 un-augmented image is exactly the processor's evaluation tensor (rescale 1/255, normalise).
@@ -20,7 +20,7 @@ Sharding, order and seeds reuse the Trainer's machinery: the dataset is a map-st
 ``__getitems__`` hands the sampler's keys straight to :meth:`DeviceResidentImages.collate`, and
 :func:`device_dataloader` wraps it in a plain ``DataLoader`` (no workers) prepared by Accelerate.
 So the sampler is the run's usual one (seeded random order or repeated augmentation, wrapped in
-:class:`hf_deit.determinism.KeyedSampler`), each rank receives its disjoint share of the epoch's
+:class:`hf_deit.data.samplers.KeyedSampler`), each rank receives its disjoint share of the epoch's
 batches from Accelerate's ``BatchSamplerShard``, ``set_epoch`` and resume (``skip_first_batches``)
 work unchanged, and a batch's crops/flips are drawn from a CPU generator seeded by the key of its
 first image, a function of (seed, epoch, position): the same on any device, any world size, after
@@ -37,8 +37,11 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from .data import TRAIN_INTERPOLATION, TrainImages, decode_rows, processor_size
-from .determinism import sample_key
+from ..config import DataConfig
+from ..modeling import processor_size
+from .datasets import ImageClassificationData
+from .samplers import sample_key
+from .transforms import TRAIN_INTERPOLATION, decode_rows, undecoded
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +103,7 @@ class DeviceResidentImages(torch.utils.data.Dataset):
 
     ``__getitems__`` returns the sampler keys unchanged; :meth:`collate` turns a batch of keys into
     ``{"pixel_values": float32 (B, 3, H, W), "labels": int64 (B,)}`` on the device. Keys are rows or
-    :class:`hf_deit.determinism.SampleKey` s (``accepts_sample_keys``): with seeded keys a batch's
+    :class:`hf_deit.data.samplers.SampleKey` s (``accepts_sample_keys``): with seeded keys a batch's
     augmentation depends only on the seed of its first key; plain rows draw from torch's global CPU RNG.
     """
 
@@ -192,26 +195,20 @@ def _to_uint8_chw(image: Any, resize: v2.Resize) -> torch.Tensor:
 
 
 def device_resident_train(
-    train: TrainImages,
-    image_processor: Any,
-    random_crop_padding: int = 4,
-    horizontal_flip: bool = True,
-    padding_mode: str = "reflect",
+    data: ImageClassificationData, image_processor: Any, config: DataConfig
 ) -> DeviceResidentImages:
-    """Decode a training split once (on the CPU, at the processor's size) into :class:`DeviceResidentImages`.
+    """``data.train`` decoded once (on the CPU, at the processor's size) into :class:`DeviceResidentImages`.
 
-    ``train`` is the :class:`hf_deit.data.TrainImages` that :func:`hf_deit.data.attach_transforms`
-    made: its undecoded split, columns and ``bad_images`` policy (undecodable rows are skipped with a
-    warning naming them, or stop the run) are reused. The trainer moves the result to its device
-    (:func:`device_dataloader`).
+    Undecodable rows follow ``config.bad_images`` (skipped with a warning naming them, or the run stops);
+    the crop and flip are ``config``'s. The trainer moves the result to its device (:func:`device_dataloader`).
     """
     height, width = processor_size(image_processor)
     resize = v2.Resize((height, width), interpolation=TRAIN_INTERPOLATION, antialias=True)  # as the train transform
-    split = train.dataset
+    split = undecoded(data.train, data.image_column)
     images, labels = [], []
     for start in range(0, len(split), DECODE_CHUNK):
         batch = split[start : start + DECODE_CHUNK]
-        decoded, kept_labels, _ = decode_rows(batch, train.image_column, train.label_column, "train", train.bad_images)
+        decoded, kept_labels, _ = decode_rows(batch, data.image_column, data.label_column, "train", config.bad_images)
         images += [_to_uint8_chw(image, resize) for image in decoded]
         labels += kept_labels
     dataset = DeviceResidentImages(
@@ -219,9 +216,9 @@ def device_resident_train(
         torch.as_tensor(labels, dtype=torch.long),
         image_processor.image_mean,
         image_processor.image_std,
-        random_crop_padding=random_crop_padding,
-        horizontal_flip=horizontal_flip,
-        padding_mode=padding_mode,
+        random_crop_padding=config.random_crop_padding,
+        horizontal_flip=config.horizontal_flip,
+        padding_mode=config.random_crop_padding_mode,
     )
     logger.info(
         "Device-resident training data: %d images of %dx%d, %.1f MB.", len(dataset), height, width, dataset.nbytes / 1e6
@@ -250,19 +247,3 @@ def device_dataloader(
         num_workers=0, pin_memory=False,
     )
     return accelerator.prepare(loader)
-
-
-class DeviceResidentLoaderMixin:
-    """Trainer mixin: a :class:`DeviceResidentImages` training set makes its batches on the device (no workers,
-    the trainer's own sampler, sharded by Accelerate); any other training set goes through the Trainer's loader."""
-
-    def get_train_dataloader(self):
-        if not isinstance(self.train_dataset, DeviceResidentImages):
-            return super().get_train_dataloader()
-        return device_dataloader(
-            self.train_dataset,
-            self._train_batch_size,
-            self._get_train_sampler(self.train_dataset),
-            self.accelerator,
-            drop_last=self.args.dataloader_drop_last,
-        )

@@ -1,0 +1,1 @@
+"""Data: datasets, robust image decoding, transforms and augmentation, samplers, device-resident sets."""

@@ -1,0 +1,1 @@
+"""Publishing: the model card, the Hub and Space uploads, the evaluation report, plots."""

@@ -53,9 +53,10 @@ class TopKAccuracy(evaluate.Metric):
 
 
 def top_k_indices(logits: Any, k: int = max(TOP_K)) -> np.ndarray:
-    """Each row's ``min(k, classes)`` highest-scoring class indices, best first."""
+    """Each row's ``min(k, classes)`` highest-scoring class indices, best first; equal scores rank the lower class
+    index first, as ``argmax`` does (bf16 teachers tie now and then, and a top-1 must not depend on the sort)."""
     scores = torch.as_tensor(np.asarray(logits, dtype=np.float32))
-    return scores.topk(min(k, scores.shape[-1]), dim=-1).indices.numpy()
+    return scores.sort(dim=-1, descending=True, stable=True).indices[:, : min(k, scores.shape[-1])].numpy()
 
 
 def head_accuracies(

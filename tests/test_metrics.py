@@ -20,6 +20,12 @@ def test_indices_are_ranked_best_first_and_cut_at_k():
     assert ranked.tolist() == [[5, 1, 4, 2, 0]]
 
 
+def test_ties_rank_the_lower_class_first_like_argmax():
+    logits = np.array([[0.1, 0.5, 0.2, 0.5, 0.0], [0.3, 0.3, 0.3, 0.3, 0.3]], dtype=np.float32)
+    assert top_k_indices(logits, k=3).tolist() == [[1, 3, 2], [0, 1, 2]]
+    assert (top_k_indices(logits, k=1)[:, 0] == logits.argmax(-1)).all()
+
+
 def test_top5_skipped_when_fewer_classes():
     assert set(head_accuracies({"cls": [[0.0, 1.0]]}, [1])) == {"cls_top1"}
 

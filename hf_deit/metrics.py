@@ -56,7 +56,13 @@ def top_k_indices(logits: Any, k: int = max(TOP_K)) -> np.ndarray:
     """Each row's ``min(k, classes)`` highest-scoring class indices, best first; equal scores rank the lower class
     index first, as ``argmax`` does (bf16 teachers tie now and then, and a top-1 must not depend on the sort)."""
     scores = torch.as_tensor(np.asarray(logits, dtype=np.float32))
-    return scores.sort(dim=-1, descending=True, stable=True).indices[:, : min(k, scores.shape[-1])].numpy()
+    # One exact int64 key per score, ordered like the score and, among equal scores, like the reversed index:
+    # a top-k over it breaks ties lower class first without a full sort of every row.
+    bits = scores.view(torch.int32)
+    ordered = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).to(torch.int64)
+    index = torch.arange(scores.shape[-1], dtype=torch.int64)
+    keys = ordered * (1 << 32) + (scores.shape[-1] - 1 - index)
+    return keys.topk(min(k, scores.shape[-1]), dim=-1).indices.numpy()
 
 
 def head_accuracies(

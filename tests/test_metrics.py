@@ -24,6 +24,14 @@ def test_ties_rank_the_lower_class_first_like_argmax():
     logits = np.array([[0.1, 0.5, 0.2, 0.5, 0.0], [0.3, 0.3, 0.3, 0.3, 0.3]], dtype=np.float32)
     assert top_k_indices(logits, k=3).tolist() == [[1, 3, 2], [0, 1, 2]]
     assert (top_k_indices(logits, k=1)[:, 0] == logits.argmax(-1)).all()
+    signed = np.array([[-2.0, -0.5, -0.5, 3.0, -np.inf]], dtype=np.float32)  # negative scores order too
+    assert top_k_indices(signed, k=5).tolist() == [[3, 1, 2, 0, 4]]
+
+
+def test_top_k_matches_a_stable_sort_on_random_logits():
+    logits = np.round(np.random.default_rng(0).standard_normal((300, 50)), 1).astype(np.float32)  # many ties
+    expected = np.argsort(-logits, axis=-1, kind="stable")[:, :5]
+    assert (top_k_indices(logits) == expected).all()
 
 
 def test_top5_skipped_when_fewer_classes():

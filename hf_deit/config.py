@@ -14,6 +14,8 @@ import dataclasses
 import difflib
 import json
 import os
+import sys
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
@@ -26,7 +28,16 @@ BAD_IMAGE_POLICIES = ("skip", "fail")
 PADDING_MODES = ("reflect", "constant")
 NONFINITE_LOSS_CHECKS = ("auto", "step", "deferred", "off")
 
+TRAINING_ARGUMENTS_DOCS = "https://huggingface.co/docs/transformers/main_classes/trainer#transformers.TrainingArguments"
+
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
+
+
+class ConfigError(ValueError):
+    """A setting the run cannot use. The message says what is wrong, then (after " — ") how to fix it."""
+
+    def __init__(self, what: str, fix: str) -> None:
+        super().__init__(f"{what} — {fix}")
 TEACHER_DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 @dataclass
@@ -215,6 +226,8 @@ class ImageTrainingArguments(TrainingArguments):
     def __post_init__(self) -> None:
         bf16_on_cpu_means_use_cpu(self)
         super().__post_init__()
+        if self.dataloader_pin_memory and (self.use_cpu or not _has_accelerator()):
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; on CPU torch warns once per loader
 
 
 @dataclass
@@ -287,6 +300,13 @@ class DistillationConfig(ImageTrainingArguments):
         if self.base_learning_rate is not None:
             global_batch = self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps
             self.learning_rate = self.base_learning_rate * global_batch / 512.0
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)
+    return bool(accelerator.is_available()) if accelerator is not None else torch.cuda.is_available()
 
 
 def bf16_on_cpu_means_use_cpu(args: TrainingArguments) -> None:
@@ -398,7 +418,31 @@ def _reject_unknown_keys(keys: Iterable[str], known: set[str], source: str) -> N
     for key in unknown:
         close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
         hints.append(f"{key!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
-    raise ValueError(f"Unknown configuration key(s) in {source}: {'; '.join(hints)}.")
+    raise ConfigError(f"Unknown configuration key(s) in {source}: {'; '.join(hints)}",
+                      "fix the spelling; `--help` lists every key")
+
+
+def _underscored(argument: str) -> str:
+    """``--distillation-type=x`` -> ``--distillation_type=x``: the dashed spelling argparse documents."""
+    if not argument.startswith("--"):
+        return argument
+    key, sep, value = argument[2:].partition("=")
+    return "--" + key.replace("-", "_") + sep + value
+
+
+def _pop_config_path(argv: list[str]) -> Optional[str]:
+    """Remove ``--config PATH`` or ``--config=PATH`` from ``argv`` and return PATH."""
+    for index, argument in enumerate(argv):
+        if argument.startswith("--config="):
+            del argv[index]
+            return argument.split("=", 1)[1]
+        if argument == "--config":
+            if index + 1 >= len(argv) or argv[index + 1].startswith("--"):
+                raise ConfigError("--config needs a path", "pass --config path/to/file.yaml (see configs/)")
+            path = argv[index + 1]
+            del argv[index : index + 2]
+            return path
+    return None
 
 
 def yaml_to_argv(values: dict[str, Any]) -> list[str]:
@@ -421,11 +465,16 @@ def yaml_to_argv(values: dict[str, Any]) -> list[str]:
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Config file {str(path)!r} does not exist; pass --config path/to/file.yaml.")
+        raise ConfigError(f"Config file {str(path)!r} does not exist",
+                          "pass --config with a YAML file, e.g. configs/quickstart.yaml")
     with open(path) as handle:
-        values = yaml.safe_load(handle) or {}
+        try:
+            values = yaml.safe_load(handle) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML ({error})", "fix the line it names") from None
     if not isinstance(values, dict):
-        raise ValueError(f"Config file {str(path)!r} must hold a mapping of key: value pairs at the top level.")
+        raise ConfigError(f"config file {str(path)!r} does not hold a mapping",
+                          "write one `key: value` per line at the top level")
     return values
 
 
@@ -436,23 +485,63 @@ def parse_config(
     """Parse ``--config file.yaml`` plus overriding flags into the given dataclasses.
 
     Unknown keys, in the YAML file or on the command line, stop the run with the closest valid
-    names: a typo such as ``distilation_type`` must never silently fall back to a default.
+    names: a typo such as ``distilation_type`` must never silently fall back to a default. ``--help``
+    prints the project's own keys, grouped; ``--help-all`` argparse's full list.
     """
-    argv = list(argv) if argv is not None else list(os.sys.argv[1:])
+    argv = [_underscored(argument) for argument in (sys.argv[1:] if argv is None else argv)]
+    if "-h" in argv or "--help" in argv:
+        print(help_text(dataclass_types))
+        raise SystemExit(0)
+    if "--help_all" in argv:
+        HfArgumentParser(list(dataclass_types)).parse_args_into_dataclasses(args=["--help"])
     known = _known_fields(dataclass_types)
     yaml_values: dict[str, Any] = {}
-    if "--config" in argv:
-        index = argv.index("--config")
-        if index + 1 >= len(argv):
-            raise ValueError("--config needs a path to a YAML file.")
-        config_path = argv[index + 1]
-        del argv[index : index + 2]
+    config_path = _pop_config_path(argv)
+    if config_path is not None:
         yaml_values = load_yaml(config_path)
         _reject_unknown_keys(yaml_values, known, f"config file {config_path!r}")
     cli_keys = [arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")]
     _reject_unknown_keys(cli_keys, known, "command-line flags")
     parser = HfArgumentParser(list(dataclass_types))
     return parser.parse_args_into_dataclasses(args=yaml_to_argv(yaml_values) + argv)
+
+
+def _help_groups(dataclass_type: type) -> list[tuple[str, list[dataclasses.Field]]]:
+    """The keys a dataclass adds to ``TrainingArguments`` (all of them for the others), in titled groups."""
+    inherited = {f.name for f in dataclasses.fields(TrainingArguments)} if issubclass(
+        dataclass_type, TrainingArguments) else set()
+    own = [f for f in dataclasses.fields(dataclass_type) if f.init and f.name not in inherited]
+    title = (dataclass_type.__doc__ or dataclass_type.__name__).strip().splitlines()[0].rstrip(".")
+    if dataclass_type is DistillationConfig:
+        loss = [f for f in own if f.name.startswith("distillation_")]
+        return [("distillation: " + title, loss), ("recipe (the DeiT extras)", [f for f in own if f not in loss])]
+    return [(title, own)]
+
+
+def _default(field_: dataclasses.Field) -> Any:
+    if field_.default is not dataclasses.MISSING:
+        return field_.default
+    if field_.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return field_.default_factory()  # type: ignore[misc]
+    return "required"
+
+
+def help_text(dataclass_types: Sequence[type], width: int = 100) -> str:
+    """``--help``: the project's keys first, grouped, each with its default; then where the rest are documented."""
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "distill.py"
+    lines = [f"usage: {prog} --config FILE.yaml [--key value ...]   (dashes or underscores: --distillation-type)", ""]
+    for dataclass_type in dataclass_types:
+        for title, fields in _help_groups(dataclass_type):
+            lines.append(f"{title}:")
+            for field_ in fields:
+                text = f"{field_.metadata.get('help', '')} [default: {_default(field_)}]"
+                lines += textwrap.wrap(text, width, initial_indent=f"  --{field_.name:34s} ",
+                                       subsequent_indent=" " * 39)
+            lines.append("")
+    if any(issubclass(dataclass_type, TrainingArguments) for dataclass_type in dataclass_types):
+        lines += ["Every transformers TrainingArguments key works too (learning_rate, num_train_epochs, bf16, ...):",
+                  f"  {TRAINING_ARGUMENTS_DOCS}", "  --help-all lists them all here."]
+    return "\n".join(lines)
 
 
 def config_keys_markdown() -> str:

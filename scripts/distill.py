@@ -3,7 +3,8 @@
     accelerate launch scripts/distill.py --config configs/quickstart.yaml [--key value ...]
 """
 
+from hf_deit.cli.common import run_script
 from hf_deit.cli.distill import main
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

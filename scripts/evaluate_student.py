@@ -7,7 +7,8 @@
 every script in it, where a file named evaluate.py would shadow the `evaluate` library.)
 """
 
+from hf_deit.cli.common import run_script
 from hf_deit.cli.evaluate import main
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -6,7 +6,8 @@
 The token comes from HF_TOKEN or `hf auth login`, never from the command line.
 """
 
+from hf_deit.cli.common import run_script
 from hf_deit.cli.push import main
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

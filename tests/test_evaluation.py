@@ -26,7 +26,7 @@ def evaluated(tiny_student, tiny_teacher, sample_dir, tmp_path_factory):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    return output_dir, json.loads((output_dir / "eval_results.json").read_text()), completed.stdout
+    return output_dir, json.loads((output_dir / "evaluation.json").read_text()), completed.stdout
 
 
 def test_results_json_has_every_head_teacher_and_agreement(evaluated):
@@ -126,4 +126,4 @@ def test_single_head_student_reports_its_class_head(tiny_student, sample_dir, tm
     results = evaluate_student(EvaluationArguments(student=str(folder), dataset_name=str(sample_dir),
                                                    max_eval_samples=20, benchmark=False, device="cpu"))
     assert set(results["metrics"]) == {"cls_top1", "cls_top5"} and results["confusion_matrix_head"] == "cls"
-    assert (folder / "eval_results.json").is_file()  # default output_dir: the student folder
+    assert (folder / "evaluation.json").is_file()  # default output_dir: the student folder

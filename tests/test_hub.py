@@ -76,7 +76,7 @@ def test_card_uses_the_full_evaluation_and_flags_the_jpeg_copy(folder, sample_di
                   "dataset_facts": describe_dataset(str(sample_dir), split.dataset, split.image_column),
                   "metrics": {"cls_top1": 0.5, "cls_top5": 0.9, "distill_top1": 0.6, "distill_top5": 0.95,
                               "fused_top1": 0.625, "fused_top5": 0.97, "cls_distill_agreement": 0.8}}
-    (folder / "eval_results.json").write_text(json.dumps(evaluation))
+    (folder / "evaluation.json").write_text(json.dumps(evaluation))
     card = ModelCard.load(model_card.write_model_card(folder))
     assert card.data.datasets == ["uoft-cs/cifar10"]  # the Hub dataset the local copy stands for (its card says)
     _, eval_results = model_index_to_eval_results(card.data.to_dict()["model-index"])

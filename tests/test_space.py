@@ -274,11 +274,32 @@ def _upload_in_browser(sync_api, server: str, example: Path, expected: str, scre
             browser.close()
 
 
-def test_space_readme_header_and_requirements():
-    from huggingface_hub import metadata_load
+def test_space_card_links_the_model_and_speaks_to_visitors():
+    import gradio
+    from huggingface_hub import SpaceCard
 
-    header = metadata_load(REPO / "space" / "README.md")
-    assert header["sdk"] == "gradio" and header["app_file"] == "app.py"
-    assert header["title"] and header["emoji"] and len(header["short_description"]) <= 60
-    requirements = (REPO / "space" / "requirements.txt").read_text()
-    assert all(name in requirements for name in ("torch", "transformers", "pillow", "matplotlib"))
+    from hf_deit.publish.push import space_card
+
+    card = SpaceCard(str(space_card("me/deit-tiny")))
+    header = card.data.to_dict()
+    assert header["sdk"] == "gradio" and header["app_file"] == "app.py" and header["sdk_version"] == gradio.__version__
+    assert header["models"] == ["me/deit-tiny"] and header["preload_from_hub"] == ["me/deit-tiny"]
+    assert header["python_version"] and header["title"] and header["emoji"] and len(header["short_description"]) <= 60
+    assert "https://huggingface.co/me/deit-tiny" in card.text
+    assert "pip install" not in card.text and "scripts/" not in card.text  # a visitor's page, not developer notes
+
+
+def test_space_requirements_share_the_packages_floors():
+    import re
+    import tomllib
+
+    def floors(lines):
+        pairs = (re.match(r"^([A-Za-z0-9_.-]+)>=([0-9.]+)", line.strip()) for line in lines)
+        return {match.group(1).lower(): match.group(2) for match in pairs if match}
+
+    package = floors(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+    space = floors((REPO / "space" / "requirements.txt").read_text().splitlines())
+    assert {"torch", "transformers", "timm", "huggingface-hub"} <= set(space)
+    assert {name: floor for name, floor in space.items() if name in package} == {
+        name: package[name] for name in space if name in package}
+    assert "download.pytorch.org/whl/cpu" in (REPO / "space" / "requirements.txt").read_text()  # CPU wheels

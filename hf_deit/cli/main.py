@@ -26,6 +26,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(usage(), file=sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
+    from .common import run_script
+
     sys.argv = [f"hf-deit {argv[0]}", *argv[1:]]  # the command runs as its script would: flags from sys.argv
-    importlib.import_module(COMMANDS[argv[0]][0]).main()
+    run_script(importlib.import_module(COMMANDS[argv[0]][0]).main)
     return 0

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional, Sequence
 
-from transformers import HfArgumentParser
-
-from ..config import PushArguments
-from ..publish.card import write_model_card
+from ..config import PushArguments, parse_config
+from ..publish.card import model_card_for, write_model_card
 from ..publish.push import push_folder, push_space
 
 
@@ -18,10 +17,15 @@ def _print_plan(verb: str, plan: list[tuple[str, int]], where: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> list[tuple[str, int]]:
-    (args,) = HfArgumentParser(PushArguments).parse_args_into_dataclasses(args=argv)
-    card = write_model_card(args.folder, repo_id=args.repo_id, dataset_id=args.dataset_id, teacher=args.teacher,
-                            base_model=args.base_model, license=args.license)
-    print(f"Wrote the model card {card}")
+    (args,) = parse_config(argv, (PushArguments,))
+    card_kwargs = {"repo_id": args.repo_id, "dataset_id": args.dataset_id, "teacher": args.teacher,
+                   "base_model": args.base_model, "license": args.license}
+    if args.dry_run:
+        text = str(model_card_for(args.folder, **card_kwargs))
+        print(f"Would write the model card {Path(args.folder) / 'README.md'} ({len(text.encode()):,} bytes); "
+              "a dry run changes nothing on disk.")
+    else:
+        print(f"Wrote the model card {write_model_card(args.folder, **card_kwargs)}")
     plan = push_folder(args.folder, args.repo_id, private=args.private, dry_run=args.dry_run)
     verb = "Would upload" if args.dry_run else "Uploaded"
     _print_plan(verb, plan, f"{args.repo_id} ({'private' if args.private else 'public'})")

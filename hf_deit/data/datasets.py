@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Image, load_dataset
 
-from ..config import DataConfig
+from ..config import ConfigError, DataConfig
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ class ImageClassificationData:
     label_names: list[str]
     # Held out of train for checkpoint selection (``load_best_model_at_end``), never the reported split.
     selection: Optional[Dataset] = None
+    eval_split_name: Optional[str] = None
+    """Which split ``eval`` is (named, found, or "train (held-out part)"): what a model card reports on."""
 
     def during_training(self, samples: Optional[int] = None) -> Dataset:
         """What periodic evaluations read: the selection split if checkpoints are selected, else the first
@@ -62,21 +64,43 @@ class ImageClassificationData:
         return {name: index for index, name in enumerate(self.label_names)}
 
 
+def _looks_like_a_missing_path(name: str) -> bool:
+    """Not a folder here, and not shaped like a Hub id (``name`` or ``namespace/name``) either: a relative or
+    absolute path, or one whose first part is a folder here (``data/cifar10-typo``)."""
+    if os.path.exists(name):
+        return False
+    parts = name.replace("\\", "/").strip("/").split("/")
+    return name.startswith((".", "/", "~")) or len(parts) > 2 or os.path.isdir(parts[0])
+
+
+def _not_found(name: str, reason: str) -> ConfigError:
+    return ConfigError(
+        f"dataset_name {name!r} is neither a folder on this machine nor a dataset the Hub could give ({reason})",
+        "pass an existing folder (Hub layout, or one sub-folder of images per class) or a Hub dataset id such as "
+        "uoft-cs/cifar10 (without internet: a local copy)",
+    )
+
+
 def _load_raw(config: DataConfig) -> DatasetDict:
+    """A folder (Hub layout or class sub-folders: `datasets` infers which) or a Hub id, as a ``DatasetDict``."""
     name = config.dataset_name
-    if os.path.isdir(name) or not os.path.exists(name):
-        # A folder (Hub layout or class sub-folders: `datasets` infers which) or a Hub id.
-        try:
-            raw = load_dataset(name, config.dataset_config_name, cache_dir=config.cache_dir)
-        except ValueError as error:
-            if "corresponds to no data" not in str(error):
-                raise
-            raise ValueError(
-                f"A split of {name!r} is empty, so `datasets` cannot load it ({error}). Remove or fill the empty "
-                "split's data files, or point dataset_name at a dataset whose splits all hold images."
-            ) from error
-    else:
-        raise ValueError(f"dataset_name {name!r} is a file; pass a dataset folder or a Hub dataset id.")
+    if os.path.isfile(name):
+        raise ConfigError(f"dataset_name {name!r} is a file", "pass a dataset folder or a Hub dataset id")
+    if _looks_like_a_missing_path(name):
+        raise _not_found(name, "no such folder, and not a Hub id")
+    try:
+        raw = load_dataset(name, config.dataset_config_name, cache_dir=config.cache_dir)
+    except ValueError as error:
+        if "corresponds to no data" not in str(error):
+            raise
+        raise ValueError(
+            f"A split of {name!r} is empty, so `datasets` cannot load it ({error}). Remove or fill the empty "
+            "split's data files, or point dataset_name at a dataset whose splits all hold images."
+        ) from error
+    except (ConnectionError, FileNotFoundError) as error:
+        if os.path.isdir(name):
+            raise
+        raise _not_found(name, f"{type(error).__name__}: {error}") from error
     if not isinstance(raw, DatasetDict):
         raw = DatasetDict({config.train_split: raw})
     return raw
@@ -242,7 +266,8 @@ def load_image_classification_data(
         selection = selection.select_columns(keep)
         logger.info("Selecting checkpoints on %d images held out of train; reporting %s.", len(selection), eval_name)
     return ImageClassificationData(
-        train.select_columns(keep), eval_.select_columns(keep), image_column, label_column, label_names, selection
+        train.select_columns(keep), eval_.select_columns(keep), image_column, label_column, label_names, selection,
+        str(eval_name),
     )
 
 

@@ -1,7 +1,7 @@
 """The model card of a student folder: Hub metadata with a model-index, the recipe, results, usage, limits.
 
 The card is built from JSON files only (``config.json``, ``all_results.json`` / ``results.json``,
-``eval_results.json`` from :mod:`hf_deit.publish.evaluation`, ``trainer_state.json`` and, when the run
+``evaluation.json`` from :mod:`hf_deit.publish.evaluation`, ``trainer_state.json`` and, when the run
 wrote it, ``distillation_config.json`` from :mod:`hf_deit.publish.recipe`). ``training_args.bin`` is
 never read: unpickling it can run code, and it may hold a Hub token. Its prose is the template
 ``templates/model_card.md`` (``ModelCard.from_template``); this module computes what fills it.
@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -29,6 +30,20 @@ logger = logging.getLogger(__name__)
 CURVES_FILE = "training_curves.png"
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
 PLOTS = (("confusion_matrix.png", "confusion matrix"), (CURVES_FILE, "training loss"))
+
+
+def _project_url() -> Optional[str]:
+    """The project's home, from the package metadata (``[project.urls]`` in pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        urls = metadata("hf-deit").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        return None
+    return urls[0].split(",", 1)[1].strip() if urls else None
+
+
+PROJECT_URL = _project_url()
 
 
 def _read_json(folder: Path, name: str) -> dict[str, Any]:
@@ -95,7 +110,7 @@ def summarise_folder(folder: str | os.PathLike) -> StudentSummary:
     if recipe.get("data", {}).get("dataset_facts"):
         facts[recipe["data"]["dataset_name"]] = recipe["data"]["dataset_facts"]
     all_results = _read_json(folder, "all_results.json") or _read_json(folder, "results.json")
-    evaluation = _read_json(folder, "eval_results.json")
+    evaluation = _read_json(folder, "evaluation.json")
     if evaluation.get("metrics"):  # a full evaluation (scripts/evaluate_student.py) beats the end-of-training one
         metrics = {k: float(v) for k, v in evaluation["metrics"].items() if k.endswith(("_top1", "_top5"))}
         split, num_images = evaluation.get("split"), evaluation.get("num_images")
@@ -105,7 +120,8 @@ def summarise_folder(folder: str | os.PathLike) -> StudentSummary:
     else:
         metrics = {k[len("eval_"):]: float(v) for k, v in all_results.items()
                    if k.startswith("eval_") and k.endswith(("_top1", "_top5"))}
-        split, num_images = recipe.get("data", {}).get("eval_split"), all_results.get("eval_images")
+        data = recipe.get("data", {})
+        split, num_images = data.get("evaluated_split") or data.get("eval_split"), all_results.get("eval_images")
         eval_dataset, teacher = recipe.get("data", {}).get("dataset_name"), None
     teacher = recipe.get("model", {}).get("teacher_model_name_or_path") or teacher
     return StudentSummary(
@@ -203,6 +219,10 @@ def _schedule_line(summary: StudentSummary) -> Optional[str]:
              f"peak learning rate {peak_lr:g}" if peak_lr is not None else None,
              f"{training['lr_scheduler_type']} schedule" if training.get("lr_scheduler_type") else None,
              f"weight decay {training['weight_decay']}" if "weight_decay" in training else None,
+             f"optimizer {training['optim']}" if training.get("optim") else None,
+             f"warm-up {training['warmup_steps']:g}" + (" of the steps" if 0 < training["warmup_steps"] < 1 else " steps")
+             if training.get("warmup_steps") else None,
+             f"seed {training['seed']}" if "seed" in training else None,
              f"{attention} attention" if attention else None,
              f"{results['train_runtime_s']:.0f} s of training" if results.get("train_runtime_s") else None]
     parts = [part for part in parts if part]
@@ -316,18 +336,47 @@ def build_model_card(
         side=summary.config.get("image_size"),
         storage_notes=_storage_notes(summary),
         interval=_interval(summary),
+        command=summary.recipe.get("command"),
+        versions=summary.recipe.get("versions") or {},
+        project_url=PROJECT_URL,
     )
 
 
+_SECTION = re.compile(r"<!-- hf-deit:begin (?P<name>[\w-]+) -->.*?<!-- hf-deit:end (?P=name) -->", re.DOTALL)
+
+
+def merge_into_existing(generated: ModelCard, existing_text: str) -> ModelCard:
+    """The generated metadata and sections, with everything a person wrote outside the markers kept.
+
+    Each generated section sits between ``<!-- hf-deit:begin NAME -->`` and ``<!-- hf-deit:end NAME -->``; a
+    card without markers (written by hand) keeps its whole text and only gets the new metadata.
+    """
+    sections = {match.group("name"): match.group(0) for match in _SECTION.finditer(generated.text)}
+    body = ModelCard(existing_text).text
+    if not _SECTION.search(body):
+        logger.warning("README.md has no hf-deit sections: kept its text as written, updated only its metadata.")
+    merged = _SECTION.sub(lambda match: sections.get(match.group("name"), match.group(0)), body)
+    return ModelCard(f"---\n{generated.data.to_yaml()}\n---\n{merged}")
+
+
+def model_card_for(folder: str | os.PathLike, **card_kwargs: Any) -> ModelCard:
+    """The card :func:`write_model_card` would write, merged into the folder's own README.md if it has one;
+    nothing is written."""
+    generated = build_model_card(folder, **card_kwargs)
+    readme = Path(folder) / "README.md"
+    return merge_into_existing(generated, readme.read_text(encoding="utf-8")) if readme.is_file() else generated
+
+
 def write_model_card(folder: str | os.PathLike, **card_kwargs: Any) -> Path:
-    """Write ``README.md`` (and ``training_curves.png`` when the log allows) into the folder."""
+    """Write ``README.md`` (and ``training_curves.png`` when the log allows) into the folder, keeping what a
+    person edited outside the generated sections."""
     folder = Path(folder)
     state = _read_json(folder, "trainer_state.json")
     if state.get("log_history"):
         from .viz import plot_training_curves
 
         plot_training_curves(state["log_history"], str(folder / CURVES_FILE), title="training loss")
-    card = build_model_card(folder, **card_kwargs)
+    card = model_card_for(folder, **card_kwargs)
     path = folder / "README.md"
     card.save(path)
     return path

@@ -3,7 +3,7 @@
 Reported: top-1/top-5 of the class head, the distillation head and their average (the model's
 ``logits``, what ``pipeline`` predicts), the teacher's when one is given and how often student
 and teacher agree; per-class accuracy and a confusion matrix of the fused prediction; inference
-throughput on the current device. Written as ``eval_results.json`` (read by the model card, see
+throughput on the current device. Written as ``evaluation.json`` (read by the model card, see
 :mod:`hf_deit.publish.card`), ``eval_report.md`` and ``confusion_matrix.png``.
 
 Images go through the student's own image processor (:func:`hf_deit.data.inputs.evaluation_set`),
@@ -23,6 +23,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from ..config import DataConfig, EvaluationArguments
 from ..data.datasets import LabelledSplit, load_split
@@ -38,7 +39,7 @@ from .viz import plot_confusion_matrix
 
 logger = logging.getLogger(__name__)
 
-RESULTS_FILE = "eval_results.json"
+RESULTS_FILE = "evaluation.json"  # not eval_results.json: that name is the Trainer's save_metrics("eval") file
 REPORT_FILE = "eval_report.md"
 CONFUSION_FILE = "confusion_matrix.png"
 
@@ -48,7 +49,7 @@ def _predict(model, teacher, loader, permutation, device) -> dict[str, np.ndarra
     heads: dict[str, list[torch.Tensor]] = {"cls": [], "distill": [], "fused": [], "teacher": [], "labels": []}
     index = torch.tensor(permutation, device=device)
     with torch.inference_mode():
-        for batch in loader:
+        for batch in tqdm(loader, desc="evaluating", unit="batch", disable=None):  # None: only on a terminal
             pixel_values = batch["pixel_values"].to(device)
             outputs = model(pixel_values=pixel_values)
             distill = getattr(outputs, "distillation_logits", None)
@@ -104,7 +105,7 @@ def _scores(logits: dict[str, np.ndarray], labels: np.ndarray, label_names: list
 
 
 def evaluate_student(args: EvaluationArguments) -> dict[str, Any]:
-    """Run the whole evaluation and write ``eval_results.json``, ``eval_report.md`` and the confusion PNG."""
+    """Run the whole evaluation and write ``evaluation.json``, ``eval_report.md`` and the confusion PNG."""
     device = torch.device(args.device) if args.device else default_device()
     model, processor = load_student(args.student, device=device, require_distillation_token=False)
     data_config = DataConfig(dataset_name=args.dataset_name, dataset_config_name=args.dataset_config_name,

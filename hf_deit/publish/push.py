@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
-from huggingface_hub import HfApi
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, SpaceCard, SpaceCardData
 from huggingface_hub.utils import filter_repo_objects
 
 from .card import write_model_card
@@ -34,7 +34,7 @@ ALLOW_PATTERNS = [
     "all_results.json",
     "results.json",
     "results.md",
-    "eval_results.json",
+    "evaluation.json",
     "eval_report.md",
     "trainer_state.json",
     RUN_CONFIG_FILE,
@@ -42,7 +42,7 @@ ALLOW_PATTERNS = [
 ]
 # "*/*" keeps every sub-folder (checkpoint-*/, runs/, .git/) out; the rest is belt and braces.
 IGNORE_PATTERNS = ["*/*", "checkpoint-*", "training_args*", "*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt"]
-SPACE_PATTERNS = ["app.py", "requirements.txt", "README.md", "examples/*.png"]
+SPACE_PATTERNS = ["app.py", "requirements.txt", "examples/*.png"]
 
 
 def upload_plan(folder: str | os.PathLike) -> list[tuple[str, int]]:
@@ -63,11 +63,11 @@ def push_folder(
 ) -> list[tuple[str, int]]:
     """Create ``repo_id`` if needed and upload the student's model, processor, card, results and plots.
 
-    Writes the model card first when the folder has none. Returns the uploaded (path, size) list;
-    with ``dry_run`` nothing is sent. Raises if the folder has no weights or no processor.
+    Writes the model card first when the folder has none, except in a ``dry_run``, which changes nothing on
+    disk and sends nothing. Returns the (path, size) list. Raises if the folder has no weights or no processor.
     """
     folder = Path(folder)
-    if not (folder / "README.md").is_file():
+    if not (folder / "README.md").is_file() and not dry_run:
         write_model_card(folder, repo_id=repo_id)
     plan = upload_plan(folder)
     names = {name for name, _ in plan}
@@ -97,8 +97,27 @@ def package_files() -> list[Path]:
     return sorted([*PACKAGE.glob("**/*.py"), *PACKAGE.glob("*/templates/*.md")])
 
 
+SPACE_TEMPLATE = PACKAGE / "publish" / "templates" / "space_card.md"
+SPACE_TITLE = "DeiT student (distillation through attention)"
+# The Python the Space runs: the one CI tests.
+SPACE_PYTHON = "3.11"
+
+
+def space_card(model_id: str) -> SpaceCard:
+    """The Space's README: its metadata (linked to the model, which is fetched at build time) and a visitor's page."""
+    import gradio
+
+    data = SpaceCardData(
+        title=SPACE_TITLE, sdk="gradio", sdk_version=gradio.__version__, python_version=SPACE_PYTHON,
+        app_file="app.py", license="apache-2.0", models=[model_id], tags=["deit", "distillation", "image-classification"],
+        emoji="🎓", colorFrom="indigo", colorTo="yellow", pinned=False, preload_from_hub=[model_id],
+        short_description="A distilled DeiT's two heads and where its tokens look",
+    )
+    return SpaceCard.from_template(data, template_path=str(SPACE_TEMPLATE), title=SPACE_TITLE, model_id=model_id)
+
+
 def space_plan(space_dir: Optional[str | os.PathLike] = None) -> list[tuple[str, int]]:
-    """(path in the Space, size) of the demo files and the ``hf_deit`` modules it imports."""
+    """(path in the Space, size) of the demo files and the ``hf_deit`` files it imports (the README is generated)."""
     space_dir = Path(space_dir) if space_dir else PACKAGE.parent / "space"
     if not (space_dir / "app.py").is_file():
         raise FileNotFoundError(f"No demo at {space_dir}: run from a checkout of hf-deit (it has space/app.py).")
@@ -107,6 +126,17 @@ def space_plan(space_dir: Optional[str | os.PathLike] = None) -> list[tuple[str,
     plan = [(name, (space_dir / name).stat().st_size) for name in chosen]
     plan += [(f"hf_deit/{path.relative_to(PACKAGE).as_posix()}", path.stat().st_size) for path in package_files()]
     return plan
+
+
+def _space_operations(space_dir: Path, model_id: str, existing: set[str]) -> list[Any]:
+    """Every file of the Space as one commit: added or replaced, and the Space's stale files deleted."""
+    operations: list[Any] = [CommitOperationAdd("README.md", str(space_card(model_id)).encode())]
+    for name, _ in space_plan(space_dir):
+        source = PACKAGE / name[len("hf_deit/"):] if name.startswith("hf_deit/") else space_dir / name
+        operations.append(CommitOperationAdd(name, str(source)))
+    kept = {operation.path_in_repo for operation in operations} | {".gitattributes"}
+    operations += [CommitOperationDelete(name) for name in sorted(existing - kept)]
+    return operations
 
 
 def push_space(
@@ -119,19 +149,19 @@ def push_space(
 ) -> list[tuple[str, int]]:
     """Create or update a Gradio Space running ``space/app.py`` on ``model_id`` (its MODEL_ID variable).
 
-    The ``hf_deit`` package is uploaded next to ``app.py`` (the Space installs only
-    ``space/requirements.txt``; app.py imports ``hf_deit`` from its own folder).
+    One commit holds the app, its README (:func:`space_card`) and the ``hf_deit`` package next to ``app.py``
+    (the Space installs only ``space/requirements.txt``), and deletes files a previous push left: the first
+    build never starts with half the files.
     """
     space_dir = Path(space_dir) if space_dir else PACKAGE.parent / "space"
-    plan = space_plan(space_dir)
+    plan = [("README.md", len(str(space_card(model_id)).encode())), *space_plan(space_dir)]
     if dry_run:
         return plan
     api = HfApi(token=token)
     api.create_repo(repo_id=space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
     api.add_space_variable(repo_id=space_id, key="MODEL_ID", value=model_id)
-    api.upload_folder(repo_id=space_id, repo_type="space", folder_path=str(space_dir),
-                      allow_patterns=list(SPACE_PATTERNS), commit_message="Demo app (hf-deit)")
-    api.upload_folder(repo_id=space_id, repo_type="space", folder_path=str(PACKAGE), path_in_repo="hf_deit",
-                      allow_patterns=["*.py", "*/*.py", "*/templates/*.md"], commit_message="hf_deit package (hf-deit)")
+    existing = set(api.list_repo_files(repo_id=space_id, repo_type="space"))
+    api.create_commit(repo_id=space_id, repo_type="space", operations=_space_operations(space_dir, model_id, existing),
+                      commit_message=f"Demo of {model_id} (hf-deit)")
     logger.info("Updated the Space https://huggingface.co/spaces/%s", space_id)
     return plan

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
+import sys
 from typing import Any, Optional
 
 from ..data.datasets import ImageClassificationData
@@ -52,6 +54,26 @@ def _changed(values: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
             if key in defaults and value != defaults[key] and key not in _NOT_RECIPE and not key.endswith("_token")]
 
 
+def _command() -> str:
+    """How this run was started, as a user would type it again."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(".py"):
+        return "accelerate launch " + shlex.join(argv)
+    return shlex.join([os.path.basename(argv[0]) if argv else "hf-deit", *argv[1:]])
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ("hf-deit", "transformers", "torch", "datasets", "accelerate", "timm"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
 def run_recipe(model_config: Any, data_config: Any, training_args: Any,
                data: Optional[ImageClassificationData] = None) -> dict[str, Any]:
     """``{"model": ..., "data": ..., "training": ..., "changed": {group: [keys]}, ...}`` of one run."""
@@ -64,6 +86,10 @@ def run_recipe(model_config: Any, data_config: Any, training_args: Any,
     if dataset:
         recipe["data"]["dataset_facts"] = describe_dataset(
             dataset, data.train if data else None, data.image_column if data else None)
+    if data is not None:
+        recipe["data"]["evaluated_split"] = data.eval_split_name
+    recipe["command"] = _command()
+    recipe["versions"] = _versions()
     models = (recipe["model"].get("teacher_model_name_or_path"), recipe["model"].get("student_model_name_or_path"))
     recipe["model"]["local_paths"] = [name for name in models if name and is_local(name)]
     return recipe

@@ -18,12 +18,15 @@ no global state, safe in threads and servers without a display.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
+
+logger = logging.getLogger(__name__)
 
 METHODS = ("rollout", "last")
 
@@ -155,8 +158,22 @@ def attention_overlays(
     )
 
 
-def plot_confusion_matrix(matrix: np.ndarray, label_names: Sequence[str], path: str, title: str = "") -> str:
+def plots_available() -> bool:
+    """matplotlib is an extra (``pip install "hf-deit[plots]"``): without it, reports and cards skip their plots."""
+    import importlib.util
+
+    available = importlib.util.find_spec("matplotlib") is not None
+    if not available:
+        logger.warning('matplotlib is not installed: no plot written (pip install "hf-deit[plots]" adds them).')
+    return available
+
+
+def plot_confusion_matrix(
+    matrix: np.ndarray, label_names: Sequence[str], path: str, title: str = ""
+) -> Optional[str]:
     """Row-normalised confusion matrix (each row: where images of that class went), counts written in."""
+    if not plots_available():
+        return None
     from matplotlib.figure import Figure
 
     matrix = np.asarray(matrix)
@@ -186,6 +203,8 @@ def plot_confusion_matrix(matrix: np.ndarray, label_names: Sequence[str], path: 
 
 def plot_training_curves(log_history: Sequence[dict[str, Any]], path: str, title: str = "") -> Optional[str]:
     """Loss (and its class / distillation parts) against the step, from ``trainer_state.json``."""
+    if not plots_available():
+        return None
     from matplotlib.figure import Figure
 
     series = {key: [(entry["step"], entry[key]) for entry in log_history if key in entry and "step" in entry]

@@ -31,7 +31,7 @@ from results_page import save_section  # noqa: E402
 from timing import REPO, RESULTS, describe_machine, machine  # noqa: E402
 
 MODES = ("hard", "soft", "none")
-THRESHOLDS = (0.60, 0.70, 0.75, 0.80, 0.85)
+THRESHOLDS = (0.60, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
 CONFIG = REPO / "configs" / "cifar10_cpu_student.yaml"
 RUNS = REPO / "runs" / "students"
 
@@ -67,13 +67,14 @@ class TrainingClock(TrainerCallback):
             state.log_history[-1]["train_wall_s"] = value
 
 
-def run_mode(mode: str, dataset: str, eval_every: int, save_every: int, extra: list[str], runs: Path = RUNS) -> dict:
+def run_mode(mode: str, dataset: str, eval_every: int, save_every: int, extra: list[str], runs: Path = RUNS,
+             config: Path = CONFIG) -> dict:
     from hf_deit.training.checkpointing import last_complete_checkpoint
     from hf_deit.config import parse_config
     from hf_deit.training.distill import run_distillation
 
     output_dir = runs / mode
-    argv = ["--config", str(CONFIG), "--dataset_name", dataset, "--distillation_type", mode,
+    argv = ["--config", str(config), "--dataset_name", dataset, "--distillation_type", mode,
             "--output_dir", str(output_dir), "--eval_strategy", "steps", "--eval_steps", str(eval_every),
             "--eval_samples_during_training", "2000", "--save_strategy", "steps", "--save_steps", str(save_every),
             "--save_total_limit", "1", "--disable_tqdm", "true", *extra]
@@ -83,18 +84,26 @@ def run_mode(mode: str, dataset: str, eval_every: int, save_every: int, extra: l
     return metrics
 
 
-def curve(mode: str, runs: Path = RUNS) -> list[tuple[float, float]]:
-    """(training minutes, fused top-1 on the 2,000 test images) at each periodic evaluation."""
+def curve(mode: str, runs: Path = RUNS) -> list[tuple[float, float, float]]:
+    """(training minutes, fused top-1 on the 2,000 test images, epoch) at each periodic evaluation."""
     state = json.loads((runs / mode / "trainer_state.json").read_text())
-    return [(entry["train_wall_s"] / 60, entry["eval_fused_top1"]) for entry in state["log_history"]
+    return [(entry["train_wall_s"] / 60, entry["eval_fused_top1"], entry["epoch"]) for entry in state["log_history"]
             if "eval_fused_top1" in entry and "train_wall_s" in entry]
 
 
-def minutes_to(points: list[tuple[float, float]], threshold: float):
-    return next((round(minutes, 1) for minutes, accuracy in points if accuracy >= threshold), None)
+def minutes_to(points: list[tuple[float, float, float]], threshold: float, column: int = 0):
+    """The first time (column 0: minutes, 2: epochs) a periodic evaluation reached ``threshold``; None if never."""
+    return next((round(point[column], 1) for point in points if point[1] >= threshold), None)
 
 
-def table(environment: dict, runs: Path = RUNS, png: Path = RESULTS / "students_time_to_accuracy.png") -> dict:
+def seconds_per_step(mode: str, runs: Path = RUNS) -> float:
+    state = json.loads((runs / mode / "trainer_state.json").read_text())
+    wall = max(entry.get("train_wall_s", 0.0) for entry in state["log_history"])
+    return wall / max(state["global_step"], 1)
+
+
+def table(environment: dict, runs: Path = RUNS, png: Path = RESULTS / "students_time_to_accuracy.png",
+          config: Path = CONFIG) -> dict:
     rows, curves = [], {}
     for mode in MODES:
         results = runs / mode / "all_results.json"
@@ -107,20 +116,28 @@ def table(environment: dict, runs: Path = RUNS, png: Path = RESULTS / "students_
             "distill": metrics["eval_distill_top1"], "teacher": metrics.get("eval_teacher_top1"),
             "train_minutes": curves[mode][-1][0] if curves[mode] else metrics["train_runtime_s"] / 60,
             "minutes_to": {f"{t:.0%}": minutes_to(curves[mode], t) for t in THRESHOLDS},
+            "epochs_to": {f"{t:.0%}": minutes_to(curves[mode], t, column=2) for t in THRESHOLDS},
+            "seconds_per_step": round(seconds_per_step(mode, runs), 3),
         })
     if curves:
         plot(curves, png)
     binomial = 100 * math.sqrt(0.85 * 0.15 / 10000)
     lines = ["## The students: hard vs soft vs none", "",
-             "One recipe (`configs/cifar10_cpu_student.yaml`) and budget; only `distillation_type` changes. "
+             f"One recipe (`{config.resolve().relative_to(REPO)}`) and budget; only `distillation_type` changes. "
              f"Top-1 on all 10,000 test images at the end of training (one standard error ≈ {binomial:.1f} points).",
-             "", "| distillation | fused | class head | distillation head | training minutes |", "|---|---:|---:|---:|---:|"]
+             "", "| distillation | fused | class head | distillation head | training minutes | s / step |",
+             "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['mode']} | **{100 * r['fused']:.2f}** | {100 * r['cls']:.2f} | {100 * r['distill']:.2f} | "
-              f"{r['train_minutes']:.1f} |" for r in rows]
+              f"{r['train_minutes']:.1f} | {r['seconds_per_step']:.2f} |" for r in rows]
     lines += ["", "Minutes of training to reach a fused top-1 on the first 2,000 test images (periodic evaluations; "
               "— : not reached):", "", "| distillation | " + " | ".join(f"{t:.0%}" for t in THRESHOLDS) + " |",
               "|---|" + "---:|" * len(THRESHOLDS)]
     lines += ["| " + r["mode"] + " | " + " | ".join("—" if v is None else f"{v}" for v in r["minutes_to"].values())
+              + " |" for r in rows]
+    lines += ["", "The same in epochs (independent of the machine; the runs may come from sessions on different "
+              "CPUs, see s / step above):", "", "| distillation | " + " | ".join(f"{t:.0%}" for t in THRESHOLDS) + " |",
+              "|---|" + "---:|" * len(THRESHOLDS)]
+    lines += ["| " + r["mode"] + " | " + " | ".join("—" if v is None else f"{v}" for v in r["epochs_to"].values())
               + " |" for r in rows]
     lines += ["", f"![test accuracy against training time]({png.name})", "",
               f"Reproduce: `python benchmarks/cifar10_students.py --mode MODE --dataset_name ../shared/data/cifar10` "
@@ -136,8 +153,9 @@ def plot(curves: dict, out: Path) -> None:
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for mode, points in curves.items():
-        axis.plot([m for m, _ in points], [100 * a for _, a in points], marker="o", markersize=3, label=mode)
-    axis.set_xlabel("training wall time (minutes, 2 CPU cores)")
+        axis.plot([point[0] for point in points], [100 * point[1] for point in points], marker="o", markersize=3,
+                  label=mode)
+    axis.set_xlabel("training wall time (minutes)")
     axis.set_ylabel("fused top-1 on 2,000 test images (%)")
     axis.grid(alpha=0.3)
     axis.legend(title="distillation")
@@ -153,12 +171,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--save_every", type=int, default=400)
     parser.add_argument("--table", action="store_true", help="only assemble the table and the PNG")
     parser.add_argument("--runs_dir", default=str(RUNS))
+    parser.add_argument("--config", default=str(CONFIG),
+                        help="the recipe; a GPU: configs/cifar10_deit_tiny_distilled.yaml with --runs_dir runs/students_gpu "
+                             "--out docs/results/students_gpu.json")
     parser.add_argument("--out", default=str(RESULTS / "students.json"))
     args, extra = parser.parse_known_args(argv)
     runs, out = Path(args.runs_dir), Path(args.out)
     if args.mode and not args.table:
-        run_mode(args.mode, args.dataset_name, args.eval_every, args.save_every, extra, runs)
-    result = table(machine(), runs, out.parent / "students_time_to_accuracy.png")
+        run_mode(args.mode, args.dataset_name, args.eval_every, args.save_every, extra, runs, Path(args.config))
+    result = table(machine(), runs, out.with_name(f"{out.stem}_time_to_accuracy.png"), Path(args.config))
     save_section(result, out)
     return result
 

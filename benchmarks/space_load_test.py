@@ -371,9 +371,9 @@ def _client(url: str, downloads: Path) -> Any:
 def _classify_ok(client: Any, path: str, labels: set[str]) -> None:
     from gradio_client import handle_file
 
-    fused, cls_head, distill_head, cls_map, distill_map = client.predict(handle_file(path), api_name="/classify")
-    if fused["label"] not in labels or not (os.path.isfile(cls_map) and os.path.isfile(distill_map)):
-        raise AssertionError(f"unexpected output for {path}: {fused!r}, {cls_map!r}, {distill_map!r}")
+    fused, cls_head, distill_head, attention, reading = client.predict(handle_file(path), api_name="/classify")
+    if fused["label"] not in labels or not os.path.isfile(attention) or "layer" not in reading:
+        raise AssertionError(f"unexpected output for {path}: {fused!r}, {attention!r}, {reading!r}")
 
 
 def run_load_test(

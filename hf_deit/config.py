@@ -502,8 +502,19 @@ def parse_config(
         _reject_unknown_keys(yaml_values, known, f"config file {config_path!r}")
     cli_keys = [arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")]
     _reject_unknown_keys(cli_keys, known, "command-line flags")
+    _require_keys(dataclass_types, set(yaml_values) | set(cli_keys))
     parser = HfArgumentParser(list(dataclass_types))
     return parser.parse_args_into_dataclasses(args=yaml_to_argv(yaml_values) + argv)
+
+
+def _require_keys(dataclass_types: Sequence[type], given: set[str]) -> None:
+    """Keys without a default must be given (argparse would say so too, but with its usage dump)."""
+    for dataclass_type in dataclass_types:
+        for field_ in dataclasses.fields(dataclass_type):
+            required = field_.default is dataclasses.MISSING and field_.default_factory is dataclasses.MISSING
+            if field_.init and required and field_.name not in given:
+                raise ConfigError(f"--{field_.name} is required ({field_.metadata.get('help', '').rstrip('.')})",
+                                  f"pass --{field_.name} VALUE (`--help` lists every key)")
 
 
 def _help_groups(dataclass_type: type) -> list[tuple[str, list[dataclasses.Field]]]:

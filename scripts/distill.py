@@ -1,6 +1,8 @@
 """Distil a DeiT student from an image-classification teacher.
 
-    accelerate launch scripts/distill.py --config configs/quickstart.yaml [--key value ...]
+    python scripts/distill.py --config configs/quickstart.yaml [--key value ...]       # one process
+    accelerate launch [--config_file configs/accelerate/...] scripts/distill.py --config ...   # many
+    python scripts/distill.py --help                                                   # every key
 """
 
 from hf_deit.cli.common import run_script

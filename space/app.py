@@ -1,7 +1,9 @@
-"""Gradio demo of a DeiT student: the class head, the distillation head, their average, and where each token looks.
+"""Gradio demo of a DeiT student: the class head, the distillation head, their average, and where each token looks
+(the last layer's attention, head by head, for the class token, the distillation token and their difference).
 
     MODEL_ID=me/deit-tiny-cifar10 python space/app.py     # a Hub id, or
-    MODEL_ID=outputs/quickstart python space/app.py        # a local folder (the default)
+    MODEL_ID=outputs/quickstart python space/app.py        # a local folder
+    python space/app.py                                    # the shipped student, models/deit-cifar10-student
 
 ``classify`` is the one public endpoint (``gradio_client``: ``api_name="/classify"``). Uploads are
 decoded here, not by Gradio, so that anything that is not a usable image (not an image at all,
@@ -38,24 +40,33 @@ from hf_deit.publish.card import reported_accuracy  # noqa: E402
 from hf_deit.data.images import BadImageError, decode_image, to_rgb  # noqa: E402,F401  (as in training)
 from hf_deit.heads import HEADS_BY_KEY, STUDENT_HEADS  # noqa: E402
 from hf_deit.modeling import load_student  # noqa: E402
-from hf_deit.publish.viz import attention_overlays  # noqa: E402
+from hf_deit.publish.viz import explain_prediction  # noqa: E402
 
-DEFAULT_MODEL = "outputs/quickstart"
+DEFAULT_MODEL = "models/deit-cifar10-student"  # shipped in the repository (docs/results/cifar10_cpu.md)
 MAX_PIXELS = int(os.environ.get("MAX_IMAGE_PIXELS", 25_000_000))  # 5000 x 5000; larger uploads are refused
 MAX_UPLOAD = os.environ.get("MAX_UPLOAD_SIZE", "20mb")
 DISPLAY_SIDE = 1024  # larger images are shrunk (aspect kept) before classification and overlays
 TOP_K = 5
-# Small images (CIFAR is 32x32) and the attention maps are shown enlarged, with crisp pixels.
+# Small images (CIFAR is 32x32) are shown enlarged with crisp pixels. On a phone the input shrinks so that
+# the prediction is on the first screen; the examples come after the results.
 CSS = """
-#input-image img, #cls-map img, #distill-map img {
-    width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated;
+#input-image img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
+#attention img { object-fit: contain; }
+@media (max-width: 640px) {
+    #input-image { height: 170px !important; }
+    #intro p { font-size: 0.9em; margin: 0; }
 }
 """
+HOW_TO_READ = (
+    "**How to read it:** each square is the image's patch grid. Top rows: the share of each token's attention "
+    "that goes to each patch, per head of the last layer (brighter = more). Bottom row: distillation token minus "
+    "class token (red: the distillation token looks there more, blue: the class token does)."
+)
 EXAMPLES = sorted(str(path) for path in (HERE / "examples").glob("*.png"))
 
 
 def resolve_model_id(model_id: Optional[str] = None) -> str:
-    """``MODEL_ID`` (or the quickstart folder), as a local path when one exists here or in the repo."""
+    """``MODEL_ID`` (or the shipped student), as a local path when one exists here or in the repo."""
     model_id = model_id or os.environ.get("MODEL_ID") or DEFAULT_MODEL
     for candidate in (Path(model_id).expanduser(), HERE.parent / model_id):
         if candidate.is_dir():
@@ -77,10 +88,36 @@ class Student:
         except (OSError, ValueError) as error:
             hint = ""
             if model_id == DEFAULT_MODEL or model_id.endswith(DEFAULT_MODEL):
-                hint = (" Train the quickstart student first (`accelerate launch scripts/distill.py --config "
-                        "configs/quickstart.yaml`), or set MODEL_ID to a student folder or Hub id.")
+                hint = (" The shipped student is missing from this checkout: set MODEL_ID to a student folder or "
+                        "Hub id, or train one (`python scripts/distill.py --config configs/quickstart.yaml`"
+                        ", then MODEL_ID=outputs/quickstart).")
             self.error = f"Could not load the model `{model_id}`.{hint}\n\n{error}"
             print(self.error, file=sys.stderr)
+
+    def card_link(self) -> Optional[str]:
+        """The model card: its Hub page, or the README.md of a local folder."""
+        if os.path.isdir(self.model_id):
+            card = Path(self.model_id) / "README.md"
+            return f"`{card}`" if card.is_file() else None
+        return f"[model card](https://huggingface.co/{self.model_id})"
+
+    def banner_markdown(self) -> str:
+        """One line: the student's accuracy beside its teacher's and chance, and where to read more."""
+        if self.error:
+            return ""
+        reported = reported_accuracy(self.model_id)
+        metrics = reported.get("metrics", {})
+        parts = []
+        if metrics.get("fused_top1") is not None:
+            where = reported.get("dataset_name") or reported.get("dataset") or "its test set"
+            split = f" {reported['split']} split" if reported.get("split") else ""
+            count = f", {reported['num_images']:,} images" if reported.get("num_images") else ""
+            parts.append(f"**This student: {100 * metrics['fused_top1']:.1f} %** top-1 on {where}{split}{count}")
+        if metrics.get("teacher_top1") is not None:
+            parts.append(f"its teacher: {100 * metrics['teacher_top1']:.1f} %")
+        parts.append(f"chance: {100 / self.model.config.num_labels:.0f} %")
+        link = self.card_link()
+        return " · ".join(parts) + (f" · {link}" if link else "")
 
     def info_markdown(self) -> str:
         if self.error:
@@ -244,17 +281,22 @@ def _top_k(logits: torch.Tensor, id2label: dict[int, str]) -> dict[str, float]:
 
 
 def _result_components() -> list[Any]:
-    """The three heads' top-5 over the two tokens' attention maps, in ``classify``'s output order."""
+    """The three heads' top-5, the attention picture and its reading, in ``classify``'s output order."""
     with gr.Row():
         fused = gr.Label(num_top_classes=TOP_K, label=f"prediction: {HEADS_BY_KEY['fused'].label}", elem_id="fused")
         cls_head = gr.Label(num_top_classes=TOP_K, label=HEADS_BY_KEY["cls"].label, elem_id="cls-head")
         distill_head = gr.Label(num_top_classes=TOP_K, label=HEADS_BY_KEY["distill"].label, elem_id="distill-head")
-    with gr.Row():
-        cls_map = gr.Image(label="class token attention (rollout)", type="filepath", format="png", height=300,
-                           elem_id="cls-map")
-        distill_map = gr.Image(label="distillation token attention (rollout)", type="filepath", format="png",
-                               height=300, elem_id="distill-map")
-    return [fused, cls_head, distill_head, cls_map, distill_map]
+    attention = gr.Image(label="where each token looks", type="filepath", format="png", elem_id="attention",
+                         show_label=True, buttons=["download", "fullscreen"])
+    reading = gr.Markdown(HOW_TO_READ, elem_id="attention-reading")
+    return [fused, cls_head, distill_head, attention, reading]
+
+
+def _example_block(image: Any) -> None:
+    """The CIFAR-10 examples, labelled with their true class so that a visitor can tell right from wrong."""
+    if EXAMPLES:
+        gr.Examples(examples=EXAMPLES, inputs=image, example_labels=[Path(path).stem for path in EXAMPLES],
+                    label="CIFAR-10 test images (labelled with their true class)")
 
 
 def build_demo(model_id: Optional[str] = None) -> gr.Blocks:
@@ -262,43 +304,43 @@ def build_demo(model_id: Optional[str] = None) -> gr.Blocks:
     student = Student(resolve_model_id(model_id))
 
     def classify(image: Any) -> tuple[dict[str, float], dict[str, float], dict[str, float], str, str]:
-        """Top-5 of the fused prediction, the class head and the distillation head, and both tokens' attention maps."""
+        """Top-5 of the fused prediction, the class head and the distillation head; where the two tokens look."""
         if student.error:
             raise gr.Error(student.error)
         picture = load_image(image, uploads_in=upload_folder())
-        explanation = attention_overlays(student.model, student.processor, picture)
+        explanation = explain_prediction(student.model, student.processor, picture)
         id2label = student.model.config.id2label
         return (
             _top_k(explanation.logits, id2label),
             _top_k(explanation.cls_logits, id2label),
             _top_k(explanation.distillation_logits, id2label),
-            save_overlay(explanation.cls_overlay, "class-token-attention"),
-            save_overlay(explanation.distillation_overlay, "distillation-token-attention"),
+            save_overlay(explanation.figure, "token-attention"),
+            f"{HOW_TO_READ}\n\n{explanation.attention.finding()}",
         )
 
     def classify_or_clear(image: Any):
         # The image's change event also fires when it is cleared: empty the outputs, no error.
-        return classify(image) if image is not None else (None, None, None, None, None)
+        return classify(image) if image is not None else (None, None, None, None, HOW_TO_READ)
 
     with gr.Blocks(title="DeiT student: distillation through attention") as demo:
         gr.Markdown(
             "# DeiT student: distillation through attention\n"
             "A vision transformer with two tokens: the **class token** learns from the labels, the "
-            "**distillation token** from a teacher network. Their heads' average is the prediction. "
-            "Upload, paste or take a picture, or pick an example."
+            "**distillation token** from a teacher network; the prediction averages their heads. "
+            "Upload, paste or take a picture, or pick an example below.", elem_id="intro",
         )
+        gr.Markdown(student.banner_markdown(), elem_id="banner")
         with gr.Row():
-            with gr.Column(scale=1):
+            with gr.Column(scale=1, min_width=280):
                 image = gr.Image(
-                    label="image", type="filepath", sources=["upload", "webcam", "clipboard"], height=300,
+                    label="image", type="filepath", sources=["upload", "webcam", "clipboard"], height=260,
                     elem_id="input-image",
                 )
                 button = gr.Button("Classify", variant="primary", elem_id="classify-button")
-                if EXAMPLES:
-                    gr.Examples(examples=EXAMPLES, inputs=image, label="CIFAR-10 test images")
             with gr.Column(scale=2):
                 outputs = _result_components()
-        with gr.Accordion("Model", open=True):
+        _example_block(image)
+        with gr.Accordion("Model", open=False):
             gr.Markdown(student.info_markdown(), elem_id="model-info")
         # preprocess=False: the function gets the uploaded file itself and decodes it with the checks above.
         # One concurrency group: the queue's limit counts the button and the image's change events together.

@@ -178,5 +178,6 @@ def test_students_benchmark_smoke_with_resume(sample_dir, tiny_teacher, tmp_path
     assert len(curve) == 4 and curve[:2] == first
     assert all(later[0] >= earlier[0] for earlier, later in zip(curve, curve[1:]))  # the clock never restarts
     row = result["rows"][0]
-    assert row["mode"] == "hard" and 0 <= row["fused"] <= 1
+    assert row["mode"] == "hard" and 0 <= row["fused"] <= 1 and row["seconds_per_step"] > 0
+    assert set(row["epochs_to"]) == set(row["minutes_to"]) == {"60%", "70%", "75%", "80%", "85%", "90%", "95%"}
     assert "| hard |" in result["markdown"] and (tmp_path / "students_time_to_accuracy.png").stat().st_size > 0

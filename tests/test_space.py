@@ -85,20 +85,39 @@ def test_predictions_equal_the_stock_pipeline(client, tiny_student):
     for path in EXAMPLES:
         image = Image.open(path).convert("RGB")
         fused, cls_head, distill_head, _, _ = _classify(client, path)
-        assert fused["label"] == classifier(image, top_k=1)[0]["label"], path.name
-        assert len(fused["confidences"]) == 5
+        expected = {row["label"]: row["score"] for row in classifier(image, top_k=5)}
+        assert fused["label"] == max(expected, key=expected.get), path.name
+        shown = {row["label"]: row["confidence"] for row in fused["confidences"]}
+        assert shown.keys() == expected.keys()
+        assert all(abs(shown[label] - expected[label]) < 1e-4 for label in shown), path.name
         outputs = model(**processor(image, return_tensors="pt"))
         assert cls_head["label"] == model.config.id2label[int(outputs.cls_logits.argmax())]
         assert distill_head["label"] == model.config.id2label[int(outputs.distillation_logits.argmax())]
 
 
-def test_attention_maps_have_the_image_size(client, tmp_path):
+def test_rgba_upload_matches_the_pipeline_on_to_rgb(client, tiny_student, tmp_path):
+    """The Space converts as training does (transparency over white); pipeline() does so when given to_rgb's image."""
+    from transformers import pipeline
+
+    from hf_deit.data.images import to_rgb
+
+    image = Image.open(EXAMPLES[6]).convert("RGBA")
+    image.putalpha(Image.linear_gradient("L").resize(image.size))
+    path = tmp_path / "half-transparent.png"
+    image.save(path)
+    fused, *_ = _classify(client, path)
+    expected = pipeline("image-classification", model=str(tiny_student), device="cpu")(to_rgb(image), top_k=5)
+    shown = {row["label"]: row["confidence"] for row in fused["confidences"]}
+    assert all(abs(shown[row["label"]] - row["score"]) < 1e-4 for row in expected)
+
+
+def test_attention_picture_and_its_reading(client, tmp_path):
     path = tmp_path / "wide.png"
     Image.open(EXAMPLES[0]).convert("RGB").resize((70, 45)).save(path)
-    *_, cls_map, distill_map = _classify(client, path)
-    for overlay in (cls_map, distill_map):
-        with Image.open(overlay) as picture:
-            assert picture.size == (70, 45) and picture.mode == "RGB"
+    *_, attention, reading = _classify(client, path)
+    with Image.open(attention) as picture:
+        assert picture.mode == "RGB" and picture.width > 400
+    assert "How to read it" in reading and "In layer 2, the two tokens" in reading and "per head" in reading
 
 
 def test_overlays_are_written_once_and_never_rewritten(app, tmp_path):
@@ -120,11 +139,10 @@ def test_overlays_are_written_once_and_never_rewritten(app, tmp_path):
 
 def test_served_overlays_live_in_the_upload_folder(client, app):
     """Served as they are (no copy into Gradio's cache, which would bring back the rewrite race)."""
-    *_, cls_map, distill_map = _classify(client, EXAMPLES[1])
+    *_, attention, _ = _classify(client, EXAMPLES[1])
     overlays = Path(app.upload_folder()) / "hf-deit-overlays"
-    for downloaded, name in ((cls_map, "class-token-attention.png"), (distill_map, "distillation-token-attention.png")):
-        served = [path for path in overlays.glob(f"*/{name}") if path.read_bytes() == Path(downloaded).read_bytes()]
-        assert served, f"{name} was not served from {overlays}"
+    served = [path for path in overlays.glob("*/token-attention.png") if path.read_bytes() == Path(attention).read_bytes()]
+    assert served, f"token-attention.png was not served from {overlays}"
 
 
 def test_malloc_arenas_are_capped_unless_the_user_set_them(app, monkeypatch):
@@ -150,10 +168,9 @@ def test_grayscale_rgba_palette_and_16_bit_uploads_work(client, tmp_path, mode):
         image = rgb.convert(mode)
     path = tmp_path / f"{mode.replace(';', '')}.png"
     image.save(path)
-    fused, _, _, cls_map, _ = _classify(client, path)
+    fused, _, _, attention, _ = _classify(client, path)
     assert fused["label"] in {example.stem for example in EXAMPLES}
-    with Image.open(cls_map) as picture:
-        assert picture.size == rgb.size
+    assert Path(attention).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_16_bit_pixels_are_scaled_not_clipped(app):
@@ -217,7 +234,7 @@ def test_decompression_bomb_is_refused_without_decoding(app, tmp_path):
 
 
 def test_missing_model_says_how_to_get_one(app, tmp_path, monkeypatch):
-    monkeypatch.setattr(app, "DEFAULT_MODEL", str(tmp_path / "outputs" / "quickstart"))
+    monkeypatch.setattr(app, "DEFAULT_MODEL", str(tmp_path / "models" / "deit-cifar10-student"))
     student = app.Student(app.resolve_model_id(None))
     assert "Could not load the model" in student.error and "configs/quickstart.yaml" in student.error
     assert student.info_markdown().startswith("### Model not loaded")
@@ -230,6 +247,30 @@ def test_model_info_reports_shape_and_accuracy(app, tiny_student):
     info = app.Student(str(tiny_student)).info_markdown()
     assert "32x32 pixels, 8x8 patches" in info and "2 layers, width 32, 2 heads" in info
     assert f"{100 * results['eval_fused_top1']:.2f}%" in info
+
+
+def test_banner_sets_accuracy_beside_teacher_and_chance(app, tiny_student):
+    import json
+
+    results = json.loads((tiny_student / "all_results.json").read_text())
+    banner = app.Student(str(tiny_student)).banner_markdown()
+    assert f"**This student: {100 * results['eval_fused_top1']:.1f} %**" in banner
+    assert "chance: 10 %" in banner
+    if "eval_teacher_top1" in results:
+        assert f"its teacher: {100 * results['eval_teacher_top1']:.1f} %" in banner
+
+
+def test_banner_links_a_hub_model_card(app, tiny_student, monkeypatch):
+    student = app.Student(str(tiny_student))
+    student.model_id = "me/deit-tiny"
+    monkeypatch.setattr(app, "reported_accuracy", lambda model_id: {})
+    assert student.banner_markdown() == "chance: 10 % · [model card](https://huggingface.co/me/deit-tiny)"
+
+
+def test_examples_are_labelled_with_their_true_class(app, tiny_student):
+    demo = app.build_demo(str(tiny_student))
+    datasets = [block for block in demo.blocks.values() if type(block).__name__ == "Dataset"]
+    assert [dataset.sample_labels for dataset in datasets] == [[path.stem for path in EXAMPLES]]
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
@@ -272,6 +313,25 @@ def _upload_in_browser(sync_api, server: str, example: Path, expected: str, scre
             page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_phone_shows_the_prediction_on_the_first_screen(server, tmp_path):
+    """390 x 844 CSS pixels (a phone): after an upload, the fused prediction is inside the first screen."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox"])
+        try:
+            page = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True).new_page()
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server)
+                       else route.abort())
+            page.goto(server)
+            page.set_input_files("#input-image input[type=file]", str(EXAMPLES[3]))
+            page.locator("#fused [data-testid=label-output-value]").wait_for(timeout=60_000)
+            box = page.locator("#fused [data-testid=label-output-value]").bounding_box()
+        finally:
+            browser.close()
+    assert box["y"] + box["height"] <= 844, box
 
 
 def test_space_card_links_the_model_and_speaks_to_visitors():

@@ -1,52 +1,50 @@
-"""Attention maps (rollout / last layer), overlays and plots."""
+"""Per-head attention maps of the two tokens, their picture and finding, and the plots."""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from hf_deit.publish.viz import attention_rollout, overlay_heatmap, plot_confusion_matrix, plot_training_curves, processed_region, token_attention_maps
+from hf_deit.publish.viz import (
+    TokenAttention, plot_confusion_matrix, plot_token_attention, plot_training_curves, processed_region, token_head_maps,
+)
 
 
-def _random_attentions(layers=3, heads=2, tokens=2 + 16, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    return [torch.rand(1, heads, tokens, tokens, generator=generator).softmax(-1) for _ in range(layers)]
-
-
-def test_rollout_rows_are_distributions_and_identity_for_no_mixing():
-    rollout = attention_rollout(_random_attentions())
-    assert torch.allclose(rollout.sum(-1), torch.ones(1, 18), atol=1e-5)
-    # Tokens that only attend to themselves are their own source: rollout is the identity.
-    assert torch.allclose(attention_rollout([torch.eye(5).expand(1, 2, 5, 5)] * 3), torch.eye(5).expand(1, 5, 5))
-
-
-def test_token_maps_follow_the_attended_patch():
+def test_head_maps_follow_the_attended_patch_of_each_token_and_head():
     tokens = 2 + 16
-    weights = torch.zeros(1, 1, tokens, tokens)
-    weights[0, 0, :, :] = torch.eye(tokens)
-    weights[0, 0, 0] = 0
-    weights[0, 0, 0, 2 + 5] = 1.0  # class token reads patch (1, 1)
-    weights[0, 0, 1] = 0
-    weights[0, 0, 1, 2 + 14] = 1.0  # distillation token reads patch (3, 2)
-    for method in ("rollout", "last"):
-        cls_map, dist_map = token_attention_maps([weights], (4, 4), method)
-        assert cls_map.shape == (4, 4) and np.unravel_index(cls_map.argmax(), (4, 4)) == (1, 1)
-        assert np.unravel_index(dist_map.argmax(), (4, 4)) == (3, 2)
-        assert cls_map.min() == 0.0 and cls_map.max() == 1.0
+    weights = torch.zeros(1, 2, tokens, tokens)
+    weights[0, 0, 0, 2 + 5] = 1.0  # head 1: the class token reads patch (1, 1)
+    weights[0, 0, 1, 2 + 14] = 1.0  # head 1: the distillation token reads patch (3, 2)
+    weights[0, 1, 0, 2 + 0] = weights[0, 1, 1, 2 + 0] = 1.0  # head 2: both read patch (0, 0)
+    first_layer = torch.zeros_like(weights)
+    attention = token_head_maps([first_layer, weights], (4, 4))
+    assert attention.layer == 2 and attention.cls.shape == (2, 4, 4)
+    assert np.unravel_index(attention.cls[0].argmax(), (4, 4)) == (1, 1)
+    assert np.unravel_index(attention.distillation[0].argmax(), (4, 4)) == (3, 2)
+    assert attention.head_correlations[1] == pytest.approx(1.0) and attention.head_correlations[0] < 0.5
+    assert token_head_maps([first_layer, weights], (4, 4), layer=0).layer == 1
+
+
+def test_the_finding_says_whether_the_tokens_attend_alike():
+    maps = np.random.default_rng(0).random((3, 4, 4))
+    alike = TokenAttention(cls=maps, distillation=maps + 0.01, layer=5).finding()
+    assert alike.startswith("In layer 5, the two tokens attend alike") and "per head 1.00, 1.00, 1.00" in alike
+    apart = TokenAttention(cls=maps, distillation=maps.max() - maps, layer=5).finding()
+    assert "look at different parts" in apart and "-1.00" in apart
+
+
+def test_attention_picture_has_a_row_per_token_and_their_difference():
+    maps = np.random.default_rng(0).random((3, 8, 8)) / 64
+    picture = plot_token_attention(TokenAttention(cls=maps, distillation=maps[::-1].copy(), layer=5),
+                                   Image.new("RGB", (32, 32), (255, 0, 0)))
+    assert picture.mode == "RGB" and picture.width > picture.height > 300
+    pixels = np.asarray(picture).reshape(-1, 3)
+    assert ((pixels[:, 0] > 200) & (pixels[:, 1] < 60)).any()  # red: the input and the difference's scale
 
 
 def test_no_attentions_is_a_clear_error():
     with pytest.raises(ValueError, match="eager"):
-        token_attention_maps((), (4, 4))
-
-
-def test_overlay_has_the_image_size_and_dims_cropped_border():
-    image = Image.new("RGB", (50, 30), (200, 200, 200))
-    heat = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)
-    overlay = overlay_heatmap(image, heat)
-    assert overlay.size == (50, 30) and overlay.mode == "RGB"
-    cropped = np.asarray(overlay_heatmap(image, heat, region=(10, 5, 40, 25)))
-    assert cropped[0, 0].tolist() == [80, 80, 80]  # outside the region: the model never saw it
+        token_head_maps((), (4, 4))
 
 
 def test_processed_region_of_resize_then_centre_crop():

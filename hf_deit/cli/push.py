@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 
 from ..config import PushArguments, parse_config
 from ..publish.card import model_card_for, write_model_card
-from ..publish.push import push_folder, push_space
+from ..publish.push import published_card_text, push_folder, push_space
 
 
 def _print_plan(verb: str, plan: list[tuple[str, int]], where: str) -> None:
@@ -19,7 +19,8 @@ def _print_plan(verb: str, plan: list[tuple[str, int]], where: str) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> list[tuple[str, int]]:
     (args,) = parse_config(argv, (PushArguments,))
     card_kwargs = {"repo_id": args.repo_id, "dataset_id": args.dataset_id, "teacher": args.teacher,
-                   "base_model": args.base_model, "license": args.license}
+                   "base_model": args.base_model, "license": args.license,
+                   "existing_text": published_card_text(args.repo_id)}  # keep edits made on the Hub
     if args.dry_run:
         text = str(model_card_for(args.folder, **card_kwargs))
         print(f"Would write the model card {Path(args.folder) / 'README.md'} ({len(text.encode()):,} bytes); "

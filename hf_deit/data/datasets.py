@@ -197,7 +197,8 @@ def check_labels(split: Dataset, label_column: str, label_names: Sequence[str], 
 
 def _split(raw: DatasetDict, name: str, role: str) -> Dataset:
     if name not in raw:
-        raise ValueError(f"{role} {name!r} not found; the dataset has splits {list(raw)}.")
+        raise ConfigError(f"{role} {name!r} is not a split of this dataset (it has {', '.join(map(repr, raw))})",
+                          f"pass --{role} with one of them")
     return _with_row_index(raw[name])
 
 

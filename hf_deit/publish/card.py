@@ -359,24 +359,26 @@ def merge_into_existing(generated: ModelCard, existing_text: str) -> ModelCard:
     return ModelCard(f"---\n{generated.data.to_yaml()}\n---\n{merged}")
 
 
-def model_card_for(folder: str | os.PathLike, **card_kwargs: Any) -> ModelCard:
-    """The card :func:`write_model_card` would write, merged into the folder's own README.md if it has one;
-    nothing is written."""
+def model_card_for(folder: str | os.PathLike, existing_text: Optional[str] = None, **card_kwargs: Any) -> ModelCard:
+    """The card :func:`write_model_card` would write, merged into ``existing_text`` (the published card, which
+    its owner may have edited on the Hub) or else into the folder's own README.md; nothing is written."""
     generated = build_model_card(folder, **card_kwargs)
     readme = Path(folder) / "README.md"
-    return merge_into_existing(generated, readme.read_text(encoding="utf-8")) if readme.is_file() else generated
+    if existing_text is None and readme.is_file():
+        existing_text = readme.read_text(encoding="utf-8")
+    return merge_into_existing(generated, existing_text) if existing_text is not None else generated
 
 
-def write_model_card(folder: str | os.PathLike, **card_kwargs: Any) -> Path:
+def write_model_card(folder: str | os.PathLike, existing_text: Optional[str] = None, **card_kwargs: Any) -> Path:
     """Write ``README.md`` (and ``training_curves.png`` when the log allows) into the folder, keeping what a
-    person edited outside the generated sections."""
+    person edited outside the generated sections (of ``existing_text``, else of the folder's README.md)."""
     folder = Path(folder)
     state = _read_json(folder, "trainer_state.json")
     if state.get("log_history"):
         from .viz import plot_training_curves
 
         plot_training_curves(state["log_history"], str(folder / CURVES_FILE), title="training loss")
-    card = model_card_for(folder, **card_kwargs)
+    card = model_card_for(folder, existing_text, **card_kwargs)
     path = folder / "README.md"
     card.save(path)
     return path
@@ -385,29 +387,40 @@ def write_model_card(folder: str | os.PathLike, **card_kwargs: Any) -> Path:
 def reported_accuracy(id_or_path: str) -> dict[str, Any]:
     """Accuracies a student reports about itself (folder files, else its card's model-index); {} if none.
 
-    For the demo's model-info panel: never raises, and only reads the Hub when ``id_or_path`` is a
-    Hub id (offline, only what is cached).
+    For the demo's banner and model-info panel: never raises. A Hub id is read through its JSON files
+    and card (from the local cache when offline, as in a Space that preloads its model).
     """
     try:
-        if os.path.isdir(id_or_path):
-            summary = summarise_folder(id_or_path)
-            if summary.metrics:
-                return {"metrics": summary.metrics, "dataset": summary.eval_dataset, "split": summary.split,
-                        "num_images": summary.num_images}
-            card_path = Path(id_or_path) / "README.md"
-            if not card_path.is_file():
-                return {}
-            card = ModelCard.load(card_path)
-        else:
-            card = ModelCard.load(id_or_path)
+        folder = id_or_path if os.path.isdir(id_or_path) else _hub_files(id_or_path)
+        summary = summarise_folder(folder) if folder and (Path(folder) / "config.json").is_file() else None
+        if summary is not None and summary.metrics:
+            dataset = summary.eval_dataset
+            return {"metrics": summary.metrics, "dataset": dataset, "split": summary.split,
+                    "num_images": summary.num_images, "dataset_name": summary.facts(dataset).get("pretty_name")}
+        card_path = Path(folder or "") / "README.md"
+        if not card_path.is_file():
+            return {}
+        card = ModelCard.load(card_path)
         metrics: dict[str, Any] = {}
-        dataset = split = None
+        dataset = split = name = None
         for result in card.data.eval_results or []:
             for head in STUDENT_HEADS:
                 if result.metric_type == "accuracy" and result.metric_name == head.index_name:
                     metrics[f"{head.key}_top1"] = float(result.metric_value)
-                    dataset, split = result.dataset_name, result.dataset_split
-        return {"metrics": metrics, "dataset": dataset, "split": split, "num_images": None} if metrics else {}
+                    dataset, split, name = result.dataset_type, result.dataset_split, result.dataset_name
+        return ({"metrics": metrics, "dataset": dataset, "split": split, "num_images": None, "dataset_name": name}
+                if metrics else {})
     except Exception as error:  # a demo must start without a card
         logger.info("No reported accuracy for %s: %s", id_or_path, error)
         return {}
+
+
+def _hub_files(repo_id: str) -> Optional[str]:
+    """A local folder with a Hub model's JSON files and card (the cache when offline); None if unreachable."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id, allow_patterns=["*.json", "README.md"])
+    except Exception as error:  # offline and not cached, private, missing: the banner goes without numbers
+        logger.info("Could not read %s from the Hub: %s", repo_id, error)
+        return None

@@ -53,6 +53,19 @@ def upload_plan(folder: str | os.PathLike) -> list[tuple[str, int]]:
     return [(name, (folder / name).stat().st_size) for name in chosen]
 
 
+def published_card_text(repo_id: str, token: Optional[str] = None) -> Optional[str]:
+    """The README.md now on the Hub for ``repo_id`` (its owner may have edited it there); None if there is none
+    or the Hub cannot be reached: the folder's own README.md is then the card to update."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        path = hf_hub_download(repo_id, "README.md", token=token)
+    except Exception as error:  # no such repo or file yet, private, offline: nothing published to keep
+        logger.info("No published card for %s (%s); updating the folder's README.md.", repo_id, type(error).__name__)
+        return None
+    return Path(path).read_text(encoding="utf-8")
+
+
 def push_folder(
     folder: str | os.PathLike,
     repo_id: str,

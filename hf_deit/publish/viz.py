@@ -1,15 +1,13 @@
 """Pictures of a student: where its class and distillation tokens look, confusion matrices, curves.
 
-Attention maps use **attention rollout** (Abnar & Zuidema, 2020) by default rather than the
-last layer's attention. After the first block every token is already a mixture of patches, so
-the last layer's weights say which *mixtures* the class token reads, not which image regions;
-in small, shallow students they are also dominated by the two special tokens attending to each
-other. Rollout multiplies the head-averaged attention of every layer, each with the residual
-connection added as an identity (``0.5 * A + 0.5 * I``), which traces the two tokens back to the
-input patches. ``method="last"`` is kept for comparison.
+The attention picture shows, for one layer (the last by default), each head's map of the class
+token and of the distillation token over the patch grid, and their difference. Attention rollout
+(Abnar & Zuidema, 2020) was the first choice, but it averages the heads and adds the residual
+identity at every layer, so in small students the two tokens' rollout maps come out the same
+picture; head by head, the maps show where the two tokens differ, or that they do not.
 
 transformers' default SDPA attention does not return attention weights (``output_attentions=True``
-gives an empty tuple and a warning), so :func:`attention_overlays` switches the model to the
+gives an empty tuple and a warning), so :func:`explain_prediction` switches the model to the
 ``eager`` implementation, which computes the same logits.
 
 Plots are drawn on ``matplotlib.figure.Figure`` objects (the Agg renderer) without ``pyplot``:
@@ -28,47 +26,8 @@ from PIL import Image
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("rollout", "last")
-
-
-def attention_rollout(attentions: Sequence[torch.Tensor]) -> torch.Tensor:
-    """(batch, tokens, tokens) relevance of every input token for every output token."""
-    rollout: Optional[torch.Tensor] = None
-    for layer in attentions:
-        weights = layer.float().mean(dim=1)  # average the heads
-        eye = torch.eye(weights.shape[-1], device=weights.device, dtype=weights.dtype)
-        weights = 0.5 * weights + 0.5 * eye  # the residual connection
-        weights = weights / weights.sum(dim=-1, keepdim=True)
-        rollout = weights if rollout is None else weights @ rollout
-    if rollout is None:
-        raise ValueError("No attention weights: run the model with output_attentions=True and eager attention.")
-    return rollout
-
-
-def token_attention_maps(
-    attentions: Sequence[torch.Tensor], grid: tuple[int, int], method: str = "rollout"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Class-token and distillation-token maps over the patch grid of the first image, in [0, 1].
-
-    ``attentions`` are the per-layer ``(batch, heads, tokens, tokens)`` weights of a DeiT with a
-    distillation token: token 0 is the class token, token 1 the distillation token, then patches.
-    """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    if not attentions:
-        raise ValueError(
-            "The model returned no attention weights: load it with attn_implementation='eager' "
-            "(SDPA attention does not compute them)."
-        )
-    relevance = attention_rollout(attentions) if method == "rollout" else attentions[-1].float().mean(dim=1)
-    grid_h, grid_w = grid
-    maps = []
-    for token in (0, 1):
-        patch_map = relevance[0, token, 2:].reshape(grid_h, grid_w).cpu().numpy()
-        low, high = float(patch_map.min()), float(patch_map.max())
-        maps.append((patch_map - low) / (high - low) if high > low else np.zeros_like(patch_map))
-    return maps[0], maps[1]
-
+# Mean per-head correlation of the two tokens' maps above which the picture says they "attend alike".
+ALIKE_CORRELATION = 0.9
 
 def processed_region(size: tuple[int, int], image_processor: Any) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of the part of a ``size`` = (width, height) image the model sees.
@@ -94,51 +53,115 @@ def processed_region(size: tuple[int, int], image_processor: Any) -> tuple[int, 
     return round(left), round(top), round(left + crop_w), round(top + crop_h)
 
 
-def overlay_heatmap(
-    image: Image.Image,
-    heatmap: np.ndarray,
-    region: Optional[tuple[int, int, int, int]] = None,
-    alpha: float = 0.55,
-    colormap: str = "inferno",
-) -> Image.Image:
-    """An RGB image of ``image``'s size with ``heatmap`` (values in [0, 1]) blended over ``region``.
+@dataclass
+class TokenAttention:
+    """Where the class and the distillation token look in one layer, head by head, over the patch grid.
 
-    Pixels outside ``region`` (cropped away by the processor) are dimmed: the model never saw them.
+    Each map is the share of the token's attention that goes to each patch (the two special tokens'
+    share is left out, so a map sums to at most 1). Per-head maps of one layer are shown rather than
+    rollout because rollout averages the heads and adds the residual identity at every layer, which
+    makes the two tokens' maps all but identical in small students; head by head, what differs shows.
     """
-    from matplotlib import colormaps
 
-    image = image.convert("RGB")
-    left, top, right, bottom = region or (0, 0, image.width, image.height)
-    box_w, box_h = max(right - left, 1), max(bottom - top, 1)
-    heat = Image.fromarray(np.asarray(heatmap, dtype=np.float32), mode="F").resize((box_w, box_h), Image.BILINEAR)
-    colours = colormaps[colormap](np.clip(np.asarray(heat), 0.0, 1.0))[..., :3] * 255.0
-    base = np.asarray(image, dtype=np.float32)
-    out = base * 0.4
-    patch = base[top : top + box_h, left : left + box_w]
-    colours = colours[: patch.shape[0], : patch.shape[1]]
-    out[top : top + box_h, left : left + box_w] = (1 - alpha) * patch + alpha * colours
-    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8), mode="RGB")
+    cls: np.ndarray  # (heads, grid_h, grid_w)
+    distillation: np.ndarray
+    layer: int  # 1-based, for titles
+
+    @property
+    def head_correlations(self) -> np.ndarray:
+        """Pearson correlation of the two tokens' maps, per head (1.0 where a map is constant)."""
+        values = []
+        for cls_map, dist_map in zip(self.cls, self.distillation, strict=True):
+            a, b = cls_map.ravel() - cls_map.mean(), dist_map.ravel() - dist_map.mean()
+            norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+            values.append(float(a @ b) / norm if norm > 0 else 1.0)
+        return np.asarray(values)
+
+    def finding(self) -> str:
+        """One sentence on whether the two tokens attend alike in this layer (a property of the model)."""
+        correlations = self.head_correlations
+        mean = float(correlations.mean())
+        per_head = ", ".join(f"{value:.2f}" for value in correlations)
+        if mean >= ALIKE_CORRELATION:
+            verdict = "the two tokens attend alike: the distillation token looks where the class token looks"
+        elif mean >= 0.5:
+            verdict = "the two tokens attend partly alike"
+        else:
+            verdict = "the two tokens look at different parts of the image"
+        return (f"In layer {self.layer}, {verdict} (correlation of their maps {mean:.2f}; "
+                f"per head {per_head}).")
+
+
+
+def token_head_maps(attentions: Sequence[torch.Tensor], grid: tuple[int, int], layer: int = -1) -> TokenAttention:
+    """Per-head maps of the class token (token 0) and the distillation token (token 1) in ``layer``."""
+    if not attentions:
+        raise ValueError(
+            "The model returned no attention weights: load it with attn_implementation='eager' "
+            "(SDPA attention does not compute them)."
+        )
+    weights = attentions[layer][0].float().cpu()  # (heads, tokens, tokens) of the first image
+    grid_h, grid_w = grid
+    maps = weights[:, :2, 2:].reshape(weights.shape[0], 2, grid_h, grid_w).numpy()
+    return TokenAttention(cls=maps[:, 0], distillation=maps[:, 1], layer=layer % len(attentions) + 1)
+
+
+def plot_token_attention(attention: TokenAttention, image: Image.Image, dpi: int = 100) -> Image.Image:
+    """One picture: the input, then per head (and their mean) the class token's map, the distillation
+    token's map (one shared colour scale) and their difference (a diverging scale centred on 0)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cls_maps = np.concatenate([attention.cls, attention.cls.mean(0, keepdims=True)])
+    dist_maps = np.concatenate([attention.distillation, attention.distillation.mean(0, keepdims=True)])
+    difference = dist_maps - cls_maps
+    columns = cls_maps.shape[0]
+    figure = Figure(figsize=(1.9 + 1.45 * columns + 1.3, 4.9), dpi=dpi, layout="constrained")
+    grid = figure.add_gridspec(3, columns + 1, width_ratios=[1.3] + [1.0] * columns)
+    picture = figure.add_subplot(grid[:, 0])
+    picture.imshow(image)
+    picture.set_title("input", fontsize=9)
+    picture.axis("off")
+    share = 100 * max(float(cls_maps.max()), float(dist_maps.max()), 1e-6)
+    spread = 100 * max(float(np.abs(difference).max()), 1e-6)
+    rows = (("class token", cls_maps, "viridis", 0.0, share),
+            ("distillation token", dist_maps, "viridis", 0.0, share),
+            ("distillation - class", difference, "RdBu_r", -spread, spread))
+    for row, (name, maps, colormap, low, high) in enumerate(rows):
+        axes = [figure.add_subplot(grid[row, 1 + column]) for column in range(columns)]
+        for column, (ax, values) in enumerate(zip(axes, maps, strict=True)):
+            shown = ax.imshow(100 * values, cmap=colormap, vmin=low, vmax=high, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title("mean of heads" if column == columns - 1 else f"head {column + 1}", fontsize=9)
+            if column == 0:
+                ax.set_ylabel(name, fontsize=9)
+        unit = "points of attention" if row == 2 else "% of attention"
+        figure.colorbar(shown, ax=axes, shrink=0.9, label=unit).ax.tick_params(labelsize=7)
+    figure.suptitle(f"Where each token looks, layer {attention.layer}, per head", fontsize=10)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy(), mode="RGB")
 
 
 @dataclass
 class AttentionExplanation:
-    """One forward pass of a student: the three heads' logits and the two tokens' overlays."""
+    """One forward pass of a student: the three heads' logits and where its two tokens look."""
 
     logits: torch.Tensor
     cls_logits: torch.Tensor
     distillation_logits: torch.Tensor
-    cls_overlay: Image.Image
-    distillation_overlay: Image.Image
+    attention: TokenAttention
+    figure: Image.Image
 
 
 @torch.no_grad()
-def attention_overlays(
-    model: Any, image_processor: Any, image: Image.Image, method: str = "rollout"
-) -> AttentionExplanation:
-    """Logits of the class head, distillation head and their average, plus both tokens' overlays.
+def explain_prediction(model: Any, image_processor: Any, image: Image.Image) -> AttentionExplanation:
+    """Logits of the class head, the distillation head and their average, plus the last layer's per-head maps.
 
-    ``image`` must be RGB; the overlays have its size. The model is switched to eager attention
-    if needed (same logits, and the only implementation that returns the weights).
+    ``image`` must be RGB. The model is switched to eager attention if needed (same logits, and the
+    only implementation that returns the weights).
     """
     if getattr(model.config, "_attn_implementation", "eager") != "eager":
         model.set_attn_implementation("eager")
@@ -146,15 +169,14 @@ def attention_overlays(
     pixel_values = image_processor(image, return_tensors="pt")["pixel_values"].to(device)
     outputs = model(pixel_values=pixel_values, output_attentions=True)
     patch = model.config.patch_size
-    grid = (pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch)
-    cls_map, dist_map = token_attention_maps(outputs.attentions, grid, method)
-    region = processed_region(image.size, image_processor)
+    attention = token_head_maps(outputs.attentions, (pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch))
+    left, top, right, bottom = processed_region(image.size, image_processor)
     return AttentionExplanation(
         logits=outputs.logits[0].float().cpu(),
         cls_logits=outputs.cls_logits[0].float().cpu(),
         distillation_logits=outputs.distillation_logits[0].float().cpu(),
-        cls_overlay=overlay_heatmap(image, cls_map, region),
-        distillation_overlay=overlay_heatmap(image, dist_map, region),
+        attention=attention,
+        figure=plot_token_attention(attention, image.crop((left, top, right, bottom))),
     )
 
 

@@ -522,11 +522,16 @@ def _help_groups(dataclass_type: type) -> list[tuple[str, list[dataclasses.Field
     inherited = {f.name for f in dataclasses.fields(TrainingArguments)} if issubclass(
         dataclass_type, TrainingArguments) else set()
     own = [f for f in dataclasses.fields(dataclass_type) if f.init and f.name not in inherited]
-    title = (dataclass_type.__doc__ or dataclass_type.__name__).strip().splitlines()[0].rstrip(".")
     if dataclass_type is DistillationConfig:
         loss = [f for f in own if f.name.startswith("distillation_")]
-        return [("distillation: " + title, loss), ("recipe (the DeiT extras)", [f for f in own if f not in loss])]
-    return [(title, own)]
+        return [("distillation: the loss of the two tokens", loss),
+                ("recipe: the DeiT extras (mixing, EMA, repeated augmentation, ...)", [f for f in own if f not in loss])]
+    titles = {ModelConfig: "model: the student to train and the teacher to learn from",
+              DataConfig: "data: which dataset to read and how to augment it",
+              TeacherModelConfig: "model: the CNN teacher to train",
+              TeacherTrainingConfig: "recipe: the teacher's training (SGD, TTA, ...)"}
+    first_line = (dataclass_type.__doc__ or dataclass_type.__name__).strip().splitlines()[0].rstrip(".")
+    return [(titles.get(dataclass_type, first_line), own)]
 
 
 def _default(field_: dataclasses.Field) -> Any:
@@ -540,7 +545,7 @@ def _default(field_: dataclasses.Field) -> Any:
 def help_text(dataclass_types: Sequence[type], width: int = 100) -> str:
     """``--help``: the project's keys first, grouped, each with its default; then where the rest are documented."""
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "distill.py"
-    lines = [f"usage: {prog} --config FILE.yaml [--key value ...]   (dashes or underscores: --distillation-type)", ""]
+    lines = [f"usage: {prog} --config FILE.yaml [--key value ...]   (--some-key and --some_key are the same)", ""]
     for dataclass_type in dataclass_types:
         for title, fields in _help_groups(dataclass_type):
             lines.append(f"{title}:")

@@ -119,11 +119,16 @@ def test_run_config_keeps_the_recipe_and_never_the_token(tmp_path):
 
 
 def test_push_dry_run_lists_the_expected_files(folder, capsys):
+    (folder / "README.md").unlink(missing_ok=True)
+    (folder / "training_curves.png").unlink(missing_ok=True)
     plan = push_main(["--folder", str(folder), "--repo_id", "me/deit-tiny-test", "--dry_run"])
     names = {name for name, _ in plan}
     assert names == EXPECTED_UPLOAD
     assert "training_args.bin" not in names and not any(name.startswith("checkpoint") for name in names)
-    assert all(size == (folder / name).stat().st_size for name, size in plan)
+    generated = {"README.md", "training_curves.png"}  # rendered into a scratch folder, never into the student's
+    assert all(size == (folder / name).stat().st_size for name, size in plan if name not in generated)
+    assert all(size > 0 for name, size in plan if name in generated)
+    assert not any((folder / name).exists() for name in generated)
     printed = capsys.readouterr().out
     assert "Would upload 10 files" in printed and "model.safetensors" in printed and "training_args.bin" not in printed
 
@@ -196,22 +201,37 @@ def test_reported_accuracy_from_folder_and_card(folder, tmp_path):
     assert model_card.reported_accuracy(str(tmp_path / "nothing")) == {}
 
 
-def test_space_push_calls_hub_api_stand_in(stand_in_hub):
-    calls = stand_in_hub
+def test_space_push_is_one_commit_that_deletes_stale_files(monkeypatch):
+    calls = []
+
+    class StandInHfApi:
+        def __init__(self, token=None):
+            pass
+
+        def __getattr__(self, name):
+            return lambda **kwargs: calls.append((name, kwargs))
+
+        def list_repo_files(self, **kwargs):
+            calls.append(("list_repo_files", kwargs))
+            return [".gitattributes", "app.py", "hf_deit/hub.py", "README.md"]  # hf_deit/hub.py: from an old push
+
+    monkeypatch.setattr(push, "HfApi", StandInHfApi)
     plan = {name for name, _ in push.push_space("me/deit-demo", "me/deit-tiny", dry_run=True)}
     assert {"app.py", "requirements.txt", "README.md", "examples/cat.png", "hf_deit/modeling.py",
             "hf_deit/publish/viz.py", "hf_deit/publish/card.py", "hf_deit/publish/templates/model_card.md"} <= plan
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in plan)
+    assert not calls  # a dry run sends nothing
 
     push.push_space("me/deit-demo", "me/deit-tiny", private=True)
-    names = [name for name, _ in calls]
-    assert names == ["init", "create_repo", "add_space_variable", "upload_folder", "upload_folder"]
-    create = calls[1][1]
+    assert [name for name, _ in calls] == ["create_repo", "add_space_variable", "list_repo_files", "create_commit"]
+    create = calls[0][1]
     assert create["repo_type"] == "space" and create["space_sdk"] == "gradio" and create["private"] is True
-    assert calls[2][1] == {"repo_id": "me/deit-demo", "key": "MODEL_ID", "value": "me/deit-tiny"}
-    app_upload, package_upload = calls[3][1], calls[4][1]
-    assert app_upload["allow_patterns"] == push.SPACE_PATTERNS and app_upload["repo_type"] == "space"
-    assert package_upload["path_in_repo"] == "hf_deit" and "*.py" in package_upload["allow_patterns"]
+    assert calls[1][1] == {"repo_id": "me/deit-demo", "key": "MODEL_ID", "value": "me/deit-tiny"}
+    operations = calls[3][1]["operations"]
+    added = {op.path_in_repo for op in operations if type(op).__name__ == "CommitOperationAdd"}
+    deleted = {op.path_in_repo for op in operations if type(op).__name__ == "CommitOperationDelete"}
+    assert added == plan and deleted == {"hf_deit/hub.py"}
+
 
 
 def test_card_from_the_run_recipe_written_elsewhere(folder, tiny_teacher, monkeypatch, tmp_path):
@@ -255,3 +275,25 @@ def test_distill_push_to_hub_publishes_through_hub_module(sample_dir, tiny_teach
     assert (output_dir / "training_args.bin").is_file()
     assert "training_args.bin" not in {name for name, _ in push.upload_plan(output_dir)}
     assert "hard" in (output_dir / "README.md").read_text()
+
+
+def test_re_push_keeps_a_hand_edit_made_locally_or_on_the_hub(folder, stand_in_hub, monkeypatch):
+    import hf_deit.cli.push as push_cli
+
+    push_main(["--folder", str(folder), "--repo_id", "me/deit-tiny-test"])
+    card = folder / "README.md"
+    card.write_text(card.read_text() + "\n## Local notes\n\nEdited in the folder.\n")
+    push_main(["--folder", str(folder), "--repo_id", "me/deit-tiny-test"])
+    assert "Edited in the folder." in card.read_text() and card.read_text().count("<!-- hf-deit:begin results -->") == 1
+
+    on_the_hub = card.read_text().replace("## Local notes", "## Notes written on the Hub")
+    monkeypatch.setattr(push_cli, "published_card_text", lambda repo_id: on_the_hub)
+    push_main(["--folder", str(folder), "--repo_id", "me/deit-tiny-test"])
+    assert "## Notes written on the Hub" in card.read_text()  # the published card wins over the folder's copy
+
+
+def test_replace_section_adds_once_then_replaces():
+    text = model_card.replace_section("# Card\n\nHand-written.\n", "size-speed", "| a |")
+    assert text.startswith("# Card\n\nHand-written.") and "<!-- hf-deit:begin size-speed -->\n| a |\n" in text
+    again = model_card.replace_section(text, "size-speed", "| b |")
+    assert again.count("hf-deit:begin size-speed") == 1 and "| b |" in again and "| a |" not in again

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -22,12 +23,15 @@ def main(argv: Optional[Sequence[str]] = None) -> list[tuple[str, int]]:
                    "base_model": args.base_model, "license": args.license,
                    "existing_text": published_card_text(args.repo_id)}  # keep edits made on the Hub
     if args.dry_run:
-        text = str(model_card_for(args.folder, **card_kwargs))
-        print(f"Would write the model card {Path(args.folder) / 'README.md'} ({len(text.encode()):,} bytes); "
+        with tempfile.TemporaryDirectory() as scratch:  # the card and curves as they would be, away from the folder
+            card = write_model_card(args.folder, out_dir=scratch, **card_kwargs)
+            generated = {path.name: path.stat().st_size for path in Path(scratch).iterdir()}
+        print(f"Would write the model card {Path(args.folder) / card.name} ({generated[card.name]:,} bytes); "
               "a dry run changes nothing on disk.")
+        plan = sorted({**dict(push_folder(args.folder, args.repo_id, dry_run=True)), **generated}.items())
     else:
         print(f"Wrote the model card {write_model_card(args.folder, **card_kwargs)}")
-    plan = push_folder(args.folder, args.repo_id, private=args.private, dry_run=args.dry_run)
+        plan = push_folder(args.folder, args.repo_id, private=args.private)
     verb = "Would upload" if args.dry_run else "Uploaded"
     _print_plan(verb, plan, f"{args.repo_id} ({'private' if args.private else 'public'})")
     if not args.dry_run:

@@ -345,6 +345,19 @@ def build_model_card(
 _SECTION = re.compile(r"<!-- hf-deit:begin (?P<name>[\w-]+) -->.*?<!-- hf-deit:end (?P=name) -->", re.DOTALL)
 
 
+def replace_section(text: str, name: str, body: str) -> str:
+    """``text`` with the section ``name`` (between its markers) holding ``body``; appended if it has none.
+
+    For sections written by other tools (the size / speed table of ``benchmarks/model_table.py``):
+    :func:`merge_into_existing` keeps any section the generated card does not have.
+    """
+    section = f"<!-- hf-deit:begin {name} -->\n{body.strip()}\n<!-- hf-deit:end {name} -->"
+    pattern = re.compile(rf"<!-- hf-deit:begin {re.escape(name)} -->.*?<!-- hf-deit:end {re.escape(name)} -->", re.DOTALL)
+    if pattern.search(text):
+        return pattern.sub(lambda _: section, text, count=1)
+    return text.rstrip() + "\n\n" + section + "\n"
+
+
 def merge_into_existing(generated: ModelCard, existing_text: str) -> ModelCard:
     """The generated metadata and sections, with everything a person wrote outside the markers kept.
 
@@ -369,17 +382,22 @@ def model_card_for(folder: str | os.PathLike, existing_text: Optional[str] = Non
     return merge_into_existing(generated, existing_text) if existing_text is not None else generated
 
 
-def write_model_card(folder: str | os.PathLike, existing_text: Optional[str] = None, **card_kwargs: Any) -> Path:
+def write_model_card(folder: str | os.PathLike, existing_text: Optional[str] = None,
+                     out_dir: Optional[str | os.PathLike] = None, **card_kwargs: Any) -> Path:
     """Write ``README.md`` (and ``training_curves.png`` when the log allows) into the folder, keeping what a
-    person edited outside the generated sections (of ``existing_text``, else of the folder's README.md)."""
+    person edited outside the generated sections (of ``existing_text``, else of the folder's README.md).
+
+    ``out_dir``: write there instead (a dry run renders into a scratch folder and leaves ``folder`` as it is).
+    """
     folder = Path(folder)
+    target = Path(out_dir) if out_dir is not None else folder
     state = _read_json(folder, "trainer_state.json")
     if state.get("log_history"):
         from .viz import plot_training_curves
 
-        plot_training_curves(state["log_history"], str(folder / CURVES_FILE), title="training loss")
+        plot_training_curves(state["log_history"], str(target / CURVES_FILE), title="training loss")
     card = model_card_for(folder, existing_text, **card_kwargs)
-    path = folder / "README.md"
+    path = target / "README.md"
     card.save(path)
     return path
 

@@ -406,6 +406,34 @@ class PushArguments:
     )
 
 
+@dataclass
+class SearchArguments:
+    """The hyperparameter search (``scripts/hpo.py``): its space, its budget and where the study lives."""
+
+    search_space: str = field(
+        default="configs/hpo/space.yaml",
+        metadata={"help": "YAML file of the space: key -> {type: float|int|categorical, low, high, log, choices, "
+                  "only_if: {key: value}} (configs/hpo/space.yaml)."},
+    )
+    n_trials: int = field(default=12, metadata={"help": "Trials in the study, all workers together."})
+    timeout_minutes: Optional[float] = field(default=None, metadata={"help": "Stop starting trials after this long."})
+    storage: Optional[str] = field(
+        default=None,
+        metadata={"help": "Study database URL (default: sqlite:///OUTPUT_DIR/study.db). Point many workers at one "
+                  "database (e.g. postgresql://...) to share a study."},
+    )
+    study_name: str = field(default="hf-deit", metadata={"help": "Name of the study inside the database."})
+    pruner: str = field(default="median", metadata={"help": "median (optuna's MedianPruner on each evaluation) or none."})
+    pruner_startup_trials: int = field(default=3, metadata={"help": "Trials that run to the end before any is pruned."})
+    sampler_seed: int = field(default=0, metadata={"help": "Seed of the TPE sampler."})
+
+    def __post_init__(self) -> None:
+        if self.pruner not in ("median", "none"):
+            raise ConfigError(f"pruner must be 'median' or 'none', got {self.pruner!r}", "set pruner: median or none")
+        if self.n_trials < 1:
+            raise ConfigError(f"n_trials must be >= 1, got {self.n_trials}", "set n_trials to the study's size")
+
+
 def _known_fields(dataclass_types: Iterable[type]) -> set[str]:
     return {f.name for dc in dataclass_types for f in dataclasses.fields(dc) if f.init}
 
@@ -505,6 +533,25 @@ def parse_config(
     _require_keys(dataclass_types, set(yaml_values) | set(cli_keys))
     parser = HfArgumentParser(list(dataclass_types))
     return parser.parse_args_into_dataclasses(args=yaml_to_argv(yaml_values) + argv)
+
+
+def given_values(argv: Sequence[str], dataclass_types: Sequence[type]) -> dict[str, Any]:
+    """The keys of ``dataclass_types`` a user set, in the ``--config`` file or as flags (flags win), as written:
+    what a derived config file (the best trial of a search) starts from."""
+    argv = [_underscored(argument) for argument in argv]
+    config_path = _pop_config_path(argv)
+    values = dict(load_yaml(config_path)) if config_path else {}
+    key = None
+    for argument in argv:
+        if argument.startswith("--"):
+            key, sep, value = argument[2:].partition("=")
+            values[key] = value if sep else []
+            key = None if sep else key
+        elif key is not None:
+            values[key] = values[key] + [argument] if isinstance(values[key], list) else [values[key], argument]
+    values = {k: (v[0] if isinstance(v, list) and len(v) == 1 else v) for k, v in values.items()}
+    known = _known_fields(dataclass_types)
+    return {k: v for k, v in values.items() if k in known}
 
 
 def _require_keys(dataclass_types: Sequence[type], given: set[str]) -> None:

@@ -135,3 +135,14 @@ def test_push_dry_run_changes_nothing_on_disk(tiny_student, tmp_path):
 def test_quickstart_model_config_parses_with_every_dataclass():
     model, data, train = parse_config(["--config", str(REPO / "configs" / "quickstart.yaml")])
     assert isinstance(model, ModelConfig) and isinstance(train, DistillationConfig) and data.dataset_name
+
+
+def test_given_values_are_the_config_file_with_the_flags_on_top(tmp_path):
+    from hf_deit.config import given_values
+
+    config = tmp_path / "run.yaml"
+    config.write_text("dataset_name: data/cifar10-sample\nnum_train_epochs: 12\nn_trials: 5\n")
+    values = given_values([f"--config={config}", "--num-train-epochs", "2", "--label_names", "a", "b",
+                           "--learning_rate=0.01"], (ModelConfig, DataConfig, DistillationConfig))
+    assert values == {"dataset_name": "data/cifar10-sample", "num_train_epochs": "2", "label_names": ["a", "b"],
+                      "learning_rate": "0.01"}  # n_trials is not a run key: left out

@@ -10,6 +10,7 @@ COMMANDS = {
     "train-teacher": ("hf_deit.cli.train_teacher", "train or fine-tune a CNN teacher (scripts/train_teacher.py)"),
     "evaluate": ("hf_deit.cli.evaluate", "evaluate a student on a split (scripts/evaluate_student.py)"),
     "push": ("hf_deit.cli.push", "write the model card and upload a student (scripts/push_to_hub.py)"),
+    "hpo": ("hf_deit.cli.hpo", "search a recipe's hyperparameters with optuna (scripts/hpo.py)"),
 }
 
 

@@ -103,3 +103,4 @@ def save_run_config(output_dir: str, model_config: Any, data_config: Any, traini
     with open(path, "w") as handle:
         json.dump(run_recipe(model_config, data_config, training_args, data), handle, indent=2)
     return path
+

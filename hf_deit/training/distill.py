@@ -78,14 +78,21 @@ def build_distillation_run(
     data_config: DataConfig,
     training_args: DistillationConfig,
     callbacks: Sequence[Any] = (),
+    hold_out_for_selection: Optional[bool] = None,
 ) -> DistillationRun:
-    """Everything up to ``trainer.train()``: data, student, teacher, trainer (the EMA callback and ``callbacks``)."""
+    """Everything up to ``trainer.train()``: data, student, teacher, trainer (the EMA callback and ``callbacks``).
+
+    ``hold_out_for_selection``: evaluate during training on a held-out part of train (default: when checkpoints
+    are selected, ``load_best_model_at_end``); a hyperparameter search always does.
+    """
+    if hold_out_for_selection is None:
+        hold_out_for_selection = training_args.load_best_model_at_end
     _require_teacher(model_config, training_args)
     if training_args.process_index == 0:  # one warning per run, not one per rank
         warn_if_bf16_is_emulated(training_args.bf16, training_args.device.type)
     set_seed(training_args.seed)
     data = load_image_classification_data(
-        data_config, seed=training_args.seed, hold_out_for_selection=training_args.load_best_model_at_end
+        data_config, seed=training_args.seed, hold_out_for_selection=hold_out_for_selection
     )
     student, processor = build_student(model_config, data.id2label)
     teacher: Optional[TeacherWrapper] = _teacher(model_config, data, processor, training_args.device.type)

@@ -67,6 +67,11 @@ class DataConfig(DatasetSource):
         metadata={"help": "Fraction of train held out for evaluation when the dataset has no evaluation split."},
     )
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use at most this many training images."})
+    balanced_train_samples: bool = field(
+        default=False,
+        metadata={"help": "Draw max_train_samples with the same number of images per class (seeded): the subsets "
+                  "of a data-efficiency curve. Off: a seeded random draw."},
+    )
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use at most this many evaluation images."})
     eval_samples_during_training: Optional[int] = field(
         default=None,

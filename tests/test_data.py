@@ -81,3 +81,32 @@ def test_train_transform_augments_and_eval_transform_is_the_processor(sample_dir
     expected = processor(raw_eval_image, return_tensors="pt")["pixel_values"][0]
     torch.testing.assert_close(data.eval[0]["pixel_values"], expected)
     assert data.eval[0]["pixel_values"].abs().max() < 5  # normalised, not raw bytes
+
+
+def test_balanced_train_samples_draw_the_same_count_per_class(sample_dir):
+    from collections import Counter
+
+    from hf_deit.config import DataConfig
+    from hf_deit.data.datasets import ROW_INDEX_COLUMN, load_image_classification_data
+
+    config = DataConfig(dataset_name=str(sample_dir), max_train_samples=105, balanced_train_samples=True)
+    data = load_image_classification_data(config, seed=3)
+    counts = Counter(data.train[data.label_column])
+    assert sum(counts.values()) == 105 and sorted(counts.values()) == [10] * 5 + [11] * 5
+    rows = data.train[ROW_INDEX_COLUMN]
+    assert load_image_classification_data(config, seed=3).train[ROW_INDEX_COLUMN] == rows  # seeded
+    assert load_image_classification_data(config, seed=4).train[ROW_INDEX_COLUMN] != rows
+
+
+def test_balanced_draw_refuses_more_than_a_class_holds():
+    import numpy as np
+    import pytest
+
+    from hf_deit.config import ConfigError
+    from hf_deit.data.datasets import balanced_indices
+
+    labels = np.array([0] * 5 + [1] * 50)
+    with pytest.raises(ConfigError, match="class 0 has 5 training images, fewer than the 10"):
+        balanced_indices(labels, 2, 20, seed=0)
+    chosen = balanced_indices(labels, 2, 10, seed=0)
+    assert np.bincount(labels[chosen]).tolist() == [5, 5]

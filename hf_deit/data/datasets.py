@@ -238,6 +238,28 @@ def _hold_out_selection(train: Dataset, config: DataConfig, seed: int) -> tuple[
     return parts["train"], parts["test"]
 
 
+def balanced_indices(labels: np.ndarray, num_classes: int, count: int, seed: int) -> np.ndarray:
+    """``count`` indices with ``count // num_classes`` per class (the remainder to randomly chosen classes)."""
+    rng = np.random.default_rng(seed)
+    per_class = np.full(num_classes, count // num_classes)
+    per_class[rng.permutation(num_classes)[: count % num_classes]] += 1
+    chosen = []
+    for label, wanted in enumerate(per_class):
+        members = np.flatnonzero(labels == label)
+        if len(members) < wanted:
+            raise ConfigError(f"class {label} has {len(members)} training images, fewer than the {wanted} that "
+                              f"max_train_samples={count} draws per class", "lower max_train_samples")
+        chosen.append(rng.permutation(members)[:wanted])
+    return np.sort(np.concatenate(chosen))
+
+
+def _subset(train: Dataset, label_column: str, num_classes: int, config: DataConfig, seed: int) -> Dataset:
+    count = min(config.max_train_samples, len(train))
+    if config.balanced_train_samples:
+        return train.select(balanced_indices(np.asarray(train[label_column]), num_classes, count, seed))
+    return train.shuffle(seed=seed).select(range(count))
+
+
 def load_image_classification_data(
     config: DataConfig, seed: int = 42, hold_out_for_selection: bool = False
 ) -> ImageClassificationData:
@@ -257,7 +279,7 @@ def load_image_classification_data(
     check_labels(train, label_column, label_names, "train")
     check_labels(eval_, label_column, label_names, str(eval_name))
     if config.max_train_samples is not None:
-        train = train.shuffle(seed=seed).select(range(min(config.max_train_samples, len(train))))
+        train = _subset(train, label_column, len(label_names), config, seed)
     if config.max_eval_samples is not None:
         eval_ = eval_.select(range(min(config.max_eval_samples, len(eval_))))
     keep = [image_column, label_column, ROW_INDEX_COLUMN]

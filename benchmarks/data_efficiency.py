@@ -1,0 +1,204 @@
+"""How a ViT compares with a CNN as the training set shrinks, and how much of the gap distillation closes.
+
+    python benchmarks/data_efficiency.py --dataset_name ../shared/data/cifar10            # ~2 h on 2 CPU cores
+    python benchmarks/data_efficiency.py --budget gpu --dataset_name ../shared/data/cifar10  # a lent GPU
+    python benchmarks/data_efficiency.py --table                                          # page + PNG only
+
+For each training-set size n (drawn class-balanced from train with the cell's seed, ``balanced_train_samples``):
+- ``cnn``: the shipped teacher's recipe (``configs/teacher_cifar10_resnet.yaml``) trained on the n images;
+- ``deit_none``: the DeiT student of ``configs/data_efficiency_student.yaml`` on the labels alone;
+- ``deit_hard_same_n``: the same student distilled (hard) from the ``cnn`` of the same n and seed, so the teacher
+  has seen no more data than the student;
+- ``deit_hard_full``: the same, from the shipped full-data teacher (what outside knowledge adds).
+
+Every cell of a model kind takes the same number of optimisation steps at every n (the budget table below), and
+is scored on the full test split. Each finished cell is written to the JSON at once; a rerun skips finished
+cells, so the study spans sessions and a crash loses one cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_page import save_section  # noqa: E402
+from timing import REPO, RESULTS, describe_machine, machine  # noqa: E402
+
+SIZES = (1000, 2500, 5000, 10000, 25000, 50000)
+MODELS = ("cnn", "deit_none", "deit_hard_same_n", "deit_hard_full")
+LABELS = {"cnn": "CNN (ResNet)", "deit_none": "DeiT, labels only", "deit_hard_same_n": "DeiT, hard, teacher of the same n",
+          "deit_hard_full": "DeiT, hard, full-data teacher"}
+TEACHER_CONFIG = REPO / "configs" / "teacher_cifar10_resnet.yaml"
+STUDENT_CONFIG = REPO / "configs" / "data_efficiency_student.yaml"
+FULL_TEACHER = REPO / "models" / "teacher-cifar10-resnet"
+# steps and batch of each model kind, at every n
+BUDGETS = {
+    "cpu": {"cnn": (80, 512), "deit": (300, 128)},
+    "gpu": {"cnn": (2000, 512), "deit": (6000, 256)},
+    "smoke": {"cnn": (2, 16), "deit": (2, 16)},
+}
+
+
+def cells(sizes, seeds_everywhere=(0,), extra_seed: int = 1) -> list[tuple[str, int, int]]:
+    """(model, n, seed) in training order: the CNN of an (n, seed) before the student it teaches; a second seed
+    at the smallest and the largest n."""
+    order = []
+    for n in sizes:
+        seeds = list(seeds_everywhere) + ([extra_seed] if n in (min(sizes), max(sizes)) else [])
+        for seed in seeds:
+            order += [(model, n, seed) for model in MODELS]
+    return order
+
+
+def key(model: str, n: int, seed: int) -> str:
+    return f"{model}/n={n}/seed={seed}"
+
+
+def run_dir(work: Path, model: str, n: int, seed: int) -> Path:
+    return work / f"{model}-n{n}-seed{seed}"
+
+
+def train_cell(model: str, n: int, seed: int, args, work: Path, extra: list[str]) -> dict:
+    """Train one cell through the product's own entry points; its test top-1 and wall time."""
+    steps, batch = BUDGETS[args.budget]["cnn" if model == "cnn" else "deit"]
+    common = ["--dataset_name", args.dataset_name, "--max_train_samples", str(n), "--balanced_train_samples", "true",
+              "--max_steps", str(steps), "--per_device_train_batch_size", str(batch), "--seed", str(seed),
+              "--output_dir", str(run_dir(work, model, n, seed)), "--eval_strategy", "no", "--save_strategy", "no",
+              "--disable_tqdm", "true", *extra]  # unknown flags of this script go to every cell
+    start = time.perf_counter()
+    if model == "cnn":
+        from hf_deit.cli.train_teacher import main as train_teacher
+
+        metrics = train_teacher(["--config", args.teacher_config, *common])
+        top1 = metrics["eval_top1"]
+    else:
+        from hf_deit.cli.distill import main as distill
+
+        teacher = {"deit_none": FULL_TEACHER, "deit_hard_full": FULL_TEACHER,
+                   "deit_hard_same_n": run_dir(work, "cnn", n, seed)}[model]
+        mode = "none" if model == "deit_none" else "hard"
+        metrics = distill(["--config", args.student_config, *common, "--distillation_type", mode,
+                           "--teacher_model_name_or_path", str(args.full_teacher if teacher == FULL_TEACHER else teacher)])
+        top1 = metrics["eval_fused_top1"] if mode == "hard" else metrics.get("eval_fused_top1", metrics.get("eval_cls_top1"))
+    return {"model": model, "n": n, "seed": seed, "top1": top1, "test_images": metrics.get("eval_images"),
+            "steps": steps, "batch": batch, "minutes": round((time.perf_counter() - start) / 60, 2)}
+
+
+def run_study(args, results: Path, extra: list[str]) -> dict:
+    state = json.loads(results.read_text()) if results.exists() else {"cells": {}}
+    state["budget"] = {"name": args.budget, **{kind: {"steps": s, "batch": b} for kind, (s, b) in
+                                               BUDGETS[args.budget].items()}}
+    work = Path(args.work_dir)
+    for model, n, seed in cells(tuple(args.sizes)):
+        name = key(model, n, seed)
+        if name in state["cells"]:
+            continue
+        state["cells"][name] = train_cell(model, n, seed, args, work, extra)
+        results.write_text(json.dumps(state, indent=2) + "\n")  # each cell as soon as it is done
+        print(name, state["cells"][name], flush=True)
+    return state
+
+
+def table(state: dict, png: Path, environment: dict) -> dict:
+    by = {}
+    for cell in state["cells"].values():
+        by.setdefault((cell["model"], cell["n"]), []).append(cell["top1"])
+    sizes = sorted({n for _, n in by})
+    lines = ["| n | " + " | ".join(LABELS[m] for m in MODELS) + " | hard (same n) - none | hard (full) - none |",
+             "|---:|" + "---:|" * (len(MODELS) + 2)]
+    for n in sizes:
+        means = {m: sum(by[(m, n)]) / len(by[(m, n)]) for m in MODELS if (m, n) in by}
+        cells_ = [_cell(by.get((m, n))) for m in MODELS]
+        gains = [f"{100 * (means[m] - means['deit_none']):+.1f}" if m in means and "deit_none" in means else "—"
+                 for m in ("deit_hard_same_n", "deit_hard_full")]
+        lines.append(f"| {n:,} | " + " | ".join(cells_) + " | " + " | ".join(gains) + " |")
+    if sizes:
+        plot(by, sizes, png)
+    budget = state.get("budget", {})
+    markdown = "\n".join([
+        "# Data efficiency: a ViT against a CNN as the training set shrinks", "",
+        reading(by, sizes), "",
+        "Test top-1 (%) on all 10,000 test images; a ± is half the gap between the two seeds where there are two. "
+        f"Every cell of a kind takes the same steps at every n (budget `{budget.get('name')}`: CNN "
+        f"{budget.get('cnn', {}).get('steps')} steps of {budget.get('cnn', {}).get('batch')}, DeiT "
+        f"{budget.get('deit', {}).get('steps')} steps of {budget.get('deit', {}).get('batch')}).", "",
+        *lines, "", "![test top-1 against training-set size](data_efficiency.png)", "",
+        "Reproduce: `python benchmarks/data_efficiency.py --dataset_name ../shared/data/cifar10` "
+        f"(resumable; `--table` rebuilds this page). Machine: {describe_machine(environment)}.",
+    ])
+    return {**state, "machine": environment, "markdown": markdown}
+
+
+def _cell(values) -> str:
+    if not values:
+        return "—"
+    mean = sum(values) / len(values)
+    spread = f" ± {50 * (max(values) - min(values)):.1f}" if len(values) > 1 else ""
+    return f"{100 * mean:.1f}{spread}"
+
+
+def reading(by: dict, sizes: list[int]) -> str:
+    """The sentence that reads the curves: where the ViT crosses the CNN, and what distillation recovers."""
+    def mean(model, n):
+        values = by.get((model, n))
+        return sum(values) / len(values) if values else math.nan
+
+    if not sizes:
+        return "No cell has finished yet."
+    above = [n for n in sizes if mean("deit_none", n) > mean("cnn", n)]
+    crossing = (f"The ViT trained on labels alone overtakes the CNN from n = {min(above):,}" if above else
+                f"The ViT trained on labels alone stays below the CNN at every n up to {max(sizes):,}")
+    gains = ", ".join(f"{100 * (mean('deit_hard_same_n', n) - mean('deit_none', n)):+.1f} at {n:,}" for n in sizes
+                      if not math.isnan(mean("deit_hard_same_n", n) - mean("deit_none", n)))
+    return f"{crossing}; distillation from a CNN of the same n changes it by {gains} points."
+
+
+def plot(by: dict, sizes: list[int], png: Path) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.5), dpi=120, layout="constrained")
+    axis = figure.subplots()
+    for model in MODELS:
+        points = [(n, by[(model, n)]) for n in sizes if (model, n) in by]
+        if not points:
+            continue
+        xs = [n for n, _ in points]
+        means = [100 * sum(v) / len(v) for _, v in points]
+        errors = [50 * (max(v) - min(v)) for _, v in points]
+        axis.errorbar(xs, means, yerr=errors, marker="o", markersize=4, capsize=3, label=LABELS[model])
+    axis.set_xscale("log")
+    axis.set_xlabel("training images (class-balanced)")
+    axis.set_ylabel("test top-1 (%)")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.savefig(png)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset_name", default="../shared/data/cifar10")
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--work_dir", default=str(REPO / "runs" / "data_efficiency"))
+    parser.add_argument("--out", default=str(RESULTS / "data_efficiency.json"))
+    parser.add_argument("--table", action="store_true", help="only rebuild the page and the PNG")
+    parser.add_argument("--teacher_config", default=str(TEACHER_CONFIG), help="the CNN's recipe")
+    parser.add_argument("--student_config", default=str(STUDENT_CONFIG), help="the DeiT's recipe")
+    parser.add_argument("--full_teacher", default=str(FULL_TEACHER), help="the full-data teacher")
+    args, extra = parser.parse_known_args(argv)
+    out = Path(args.out)
+    state = json.loads(out.read_text()) if args.table and out.exists() else (
+        {"cells": {}} if args.table else run_study(args, out, extra))
+    result = table(state, out.with_suffix(".png"), machine())
+    save_section(result, out)
+    out.with_suffix(".md").write_text(result["markdown"] + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

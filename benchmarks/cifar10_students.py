@@ -67,18 +67,23 @@ class TrainingClock(TrainerCallback):
             state.log_history[-1]["train_wall_s"] = value
 
 
+def mode_argv(mode: str, dataset: str, eval_every: int, save_every: int, extra: list[str], runs: Path = RUNS,
+              config: Path = CONFIG) -> list[str]:
+    """The flags of one mode's run: the recipe file, this mode, the periodic evaluations and checkpoints."""
+    return ["--config", str(config), "--dataset_name", dataset, "--distillation_type", mode,
+            "--output_dir", str(runs / mode), "--eval_strategy", "steps", "--eval_steps", str(eval_every),
+            "--eval_samples_during_training", "2000", "--save_strategy", "steps", "--save_steps", str(save_every),
+            "--save_total_limit", "1", "--disable_tqdm", "true", *extra]
+
+
 def run_mode(mode: str, dataset: str, eval_every: int, save_every: int, extra: list[str], runs: Path = RUNS,
              config: Path = CONFIG) -> dict:
     from hf_deit.training.checkpointing import last_complete_checkpoint
     from hf_deit.config import parse_config
     from hf_deit.training.distill import run_distillation
 
-    output_dir = runs / mode
-    argv = ["--config", str(config), "--dataset_name", dataset, "--distillation_type", mode,
-            "--output_dir", str(output_dir), "--eval_strategy", "steps", "--eval_steps", str(eval_every),
-            "--eval_samples_during_training", "2000", "--save_strategy", "steps", "--save_steps", str(save_every),
-            "--save_total_limit", "1", "--disable_tqdm", "true", *extra]
-    if output_dir.is_dir() and last_complete_checkpoint(str(output_dir)) is not None:
+    argv = mode_argv(mode, dataset, eval_every, save_every, extra, runs, config)
+    if (runs / mode).is_dir() and last_complete_checkpoint(str(runs / mode)) is not None:
         argv += ["--resume_from_checkpoint", "true"]
     metrics = run_distillation(*parse_config(argv), callbacks=[TrainingClock()])
     return metrics

@@ -117,6 +117,7 @@ def main() -> Path:
                                                              "me/deit-tiny", "--debug"], max_lines=14)
     _dry_run(transcript, python, student)
     _re_push(transcript, python, student)
+    _minimum_versions(transcript)
     OUT.write_text("\n".join(transcript.parts).rstrip() + "\n")
     print(OUT.read_text())
     return OUT
@@ -145,6 +146,19 @@ def _re_push(transcript: Transcript, python: str, student: Path) -> None:
     transcript.text(f"After the re-push, the card {'still has' if HAND_EDIT.strip() in text else 'LOST'} the "
                     f"author's section; it has {text.count('<!-- hf-deit:begin')} generated sections between "
                     "`<!-- hf-deit:begin NAME -->` / `<!-- hf-deit:end NAME -->` markers.")
+
+
+def _minimum_versions(transcript: Transcript) -> None:
+    sys.path.insert(0, str(REPO / ".ci"))
+    import minimum_versions
+
+    pins = minimum_versions.floors(REPO / "pyproject.toml")
+    transcript.text("## The declared minimum versions\n\n"
+                    "CI installs every floor of `pyproject.toml` at once (`.ci/minimum_versions.py` writes the "
+                    "constraints file) over its environment and runs a fast subset of the tests (`.ci/run`): "
+                    + ", ".join(f"`{name}=={version}`" for name, version in sorted(pins.items())) + ". "
+                    "torch and torchvision keep the build CI installs: PyPI has only multi-GB CUDA builds of the "
+                    "old releases for Linux, so their floors (`torch>=2.4`, `torchvision>=0.19`) are not tried.")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,21 @@ def copy_student(run: Path, dest: Path) -> list[str]:
     return names
 
 
+def resave_recipe(mode: str, dataset: str, run: Path, dest: Path) -> None:
+    """The recipe of a run saved by an older hf-deit, rebuilt from the same config and flags (its keys then
+    hold today's fields), with the command that trained it."""
+    import cifar10_students
+
+    from hf_deit.config import parse_config
+    from hf_deit.publish.recipe import RUN_CONFIG_FILE, run_recipe
+
+    argv = cifar10_students.mode_argv(mode, dataset, 200, 400, [], run.parent)
+    recipe = run_recipe(*parse_config(argv))
+    recipe["command"] = f"python benchmarks/cifar10_students.py --mode {mode} --dataset_name {dataset}"
+    recipe["recipe_resaved_at_shipping"] = True
+    (dest / RUN_CONFIG_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", default=str(REPO / "runs" / "students" / "hard"))
@@ -43,6 +58,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--dataset_name", default="../shared/data/cifar10")
     parser.add_argument("--teacher", default="models/teacher-cifar10-resnet")
     parser.add_argument("--out", default=str(RESULTS / "shipped_student.json"))
+    parser.add_argument("--resave_recipe_of_mode", default=None, choices=("hard", "soft", "none"),
+                        help="rewrite the run's recipe file with today's fields (command, versions, every key) from "
+                             "the same config and flags as benchmarks/cifar10_students.py --mode MODE used")
     args = parser.parse_args(argv)
     from hf_deit.cli.evaluate import main as evaluate
     from safetensors import safe_open
@@ -53,6 +71,8 @@ def main(argv=None) -> dict:
     run, dest = Path(args.run), Path(args.dest).resolve()
     where = str(dest.relative_to(REPO)) if dest.is_relative_to(REPO) else str(dest)  # as the card and JSON name it
     copy_student(run, dest)
+    if args.resave_recipe_of_mode:
+        resave_recipe(args.resave_recipe_of_mode, args.dataset_name, run, dest)
     with safe_open(str(dest / "model.safetensors"), "pt") as weights:
         parameters = sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())
     weights_mb = (dest / "model.safetensors").stat().st_size / 2**20
@@ -62,7 +82,7 @@ def main(argv=None) -> dict:
                f" --split test --teacher {args.teacher} --output_dir {where}")
     evaluation = evaluate(["--student", where, "--dataset_name", args.dataset_name, "--split", "test",
                            "--teacher", args.teacher, "--output_dir", where])
-    write_model_card(dest)
+    write_model_card(where)
     markdown = "\n".join([
         "## The shipped student", "",
         f"`{where}` (the hard-distilled student above; {weights_mb:.1f} MB of safetensors, "

@@ -276,20 +276,15 @@ def test_examples_are_labelled_with_their_true_class(app, tiny_student):
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
                     "(apt-get install -y chromium chromium-driver)")
 def test_browser_upload_shows_a_prediction(app, server, tiny_student, tmp_path):
-    """HF_DEIT_SCREENSHOT=docs/space.png keeps the screenshot (else it goes to tmp_path);
-    HF_DEIT_SCREENSHOT_MODEL=outputs/quickstart shows that student instead of the tiny one."""
+    """Upload in Chromium, as a visitor would (benchmarks/space_screenshots.py shoots docs/space.png this way)."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
     from transformers import pipeline
 
-    model = os.environ.get("HF_DEIT_SCREENSHOT_MODEL") or str(tiny_student)
     example = REPO / "space" / "examples" / "cat.png"
-    expected = pipeline("image-classification", model=model, device="cpu")(
+    expected = pipeline("image-classification", model=str(tiny_student), device="cpu")(
         Image.open(example).convert("RGB"), top_k=1)[0]["label"]
-    screenshot = Path(os.environ.get("HF_DEIT_SCREENSHOT") or tmp_path / "space.png")
-    screenshot.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        url = server if model == str(tiny_student) else stack.enter_context(_serve(app, model))
-        _upload_in_browser(sync_api, url, example, expected, screenshot)
+    screenshot = tmp_path / "space.png"
+    _upload_in_browser(sync_api, server, example, expected, screenshot)
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -309,7 +304,7 @@ def _upload_in_browser(sync_api, server: str, example: Path, expected: str, scre
             fused = page.locator("#fused [data-testid=label-output-value]")
             fused.wait_for(timeout=60_000)
             assert fused.inner_text().strip() == expected
-            page.locator("#distill-map img").wait_for(timeout=30_000)
+            page.locator("#attention img").wait_for(timeout=30_000)
             page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()

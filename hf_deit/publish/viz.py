@@ -1,10 +1,10 @@
 """Pictures of a student: where its class and distillation tokens look, confusion matrices, curves.
 
 The attention picture shows, for one layer (the last by default), each head's map of the class
-token and of the distillation token over the patch grid, and their difference. Attention rollout
-(Abnar & Zuidema, 2020) was the first choice, but it averages the heads and adds the residual
-identity at every layer, so in small students the two tokens' rollout maps come out the same
-picture; head by head, the maps show where the two tokens differ, or that they do not.
+token and of the distillation token over the patch grid, and their difference. Not attention
+rollout (Abnar & Zuidema, 2020): it averages the heads and adds the residual identity at every
+layer, so in small students the two tokens' rollout maps are the same picture; head by head, the
+maps show where the two tokens differ, or that they do not.
 
 transformers' default SDPA attention does not return attention weights (``output_attentions=True``
 gives an empty tuple and a warning), so :func:`explain_prediction` switches the model to the
@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 # Mean per-head correlation of the two tokens' maps above which the picture says they "attend alike".
 ALIKE_CORRELATION = 0.9
+
 
 def processed_region(size: tuple[int, int], image_processor: Any) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of the part of a ``size`` = (width, height) image the model sees.

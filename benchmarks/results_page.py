@@ -40,6 +40,7 @@ PAGES = {
         ("teacher_speed", "python benchmarks/teacher_speed.py", "What each speed choice of the teacher buys"),
         ("parity", "python benchmarks/parity.py", "Accuracy parity with an independent loop"),
         ("students", "python benchmarks/cifar10_students.py --table", "The students: hard vs soft vs none"),
+        ("student_speed", "python benchmarks/student_speed.py", "What each speed choice of the student buys"),
         ("shipped_student", "python benchmarks/ship_student.py", "The shipped student"),
     )),
 }

@@ -17,14 +17,13 @@ ratio to the shipped config within each round (robust to drifts of a shared mach
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
-from timing import REPO, RESULTS, StepTimer, describe_machine, machine, median  # noqa: E402
+from timing import REPO, RESULTS, StepTimer, describe_machine, machine, rotated_rounds, variant_rows  # noqa: E402
 
 from hf_deit.config import DataConfig, parse_config  # noqa: E402
 from hf_deit.config import TeacherModelConfig, TeacherTrainingConfig  # noqa: E402
@@ -62,18 +61,9 @@ def main(argv=None) -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", default=str(RESULTS / "teacher_speed.json"))
     args = parser.parse_args(argv)
-    rounds = []
     with tempfile.TemporaryDirectory() as scratch:
-        for index in range(args.rounds):
-            order = args.variants[index % len(args.variants):] + args.variants[:index % len(args.variants)]
-            rounds.append({name: run_variant(name, args, scratch) for name in order})
-            print(json.dumps(rounds[-1]), flush=True)
-    rows = []
-    for name in args.variants:
-        rates = [r[name] for r in rounds]
-        ratios = [r[name] / r["shipped"] for r in rounds] if "shipped" in args.variants else [float("nan")]
-        rows.append({"variant": name, "label": VARIANTS[name][0], "images_per_s": median(rates),
-                     "vs_shipped": median(ratios), "rounds": rates})
+        rounds = rotated_rounds(args.variants, lambda name: run_variant(name, args, scratch), args.rounds)
+    rows = variant_rows(args.variants, {name: label for name, (label, _) in VARIANTS.items()}, rounds, "shipped")
     environment = machine()
     lines = ["| variant | train img/s (median) | vs shipped |", "|---|---:|---:|"]
     lines += [f"| {r['label']} | {r['images_per_s']:.0f} | {r['vs_shipped']:.2f}× |" for r in rows]

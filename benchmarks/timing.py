@@ -112,3 +112,27 @@ def median(values: Sequence[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def rotated_rounds(names: Sequence[str], measure, rounds: int) -> list[dict[str, float]]:
+    """``measure(name)`` for every variant, in ``rounds`` rounds that each start one variant later: a slow
+    drift of a shared machine then weighs on every variant alike."""
+    results = []
+    for index in range(rounds):
+        shift = index % len(names)
+        order = list(names[shift:]) + list(names[:shift])
+        results.append({name: measure(name) for name in order})
+        print(results[-1], flush=True)
+    return results
+
+
+def variant_rows(names: Sequence[str], labels: dict[str, str], rounds: list[dict[str, float]],
+                 reference: str) -> list[dict]:
+    """Per variant: the median rate over rounds and the median ratio to ``reference`` within each round."""
+    rows = []
+    for name in names:
+        rates = [r[name] for r in rounds]
+        ratios = [r[name] / r[reference] for r in rounds] if reference in names else [float("nan")]
+        rows.append({"variant": name, "label": labels[name], "images_per_s": median(rates),
+                     "vs_shipped": median(ratios), "rounds": rates})
+    return rows

@@ -181,3 +181,15 @@ def test_students_benchmark_smoke_with_resume(sample_dir, tiny_teacher, tmp_path
     assert row["mode"] == "hard" and 0 <= row["fused"] <= 1 and row["seconds_per_step"] > 0
     assert set(row["epochs_to"]) == set(row["minutes_to"]) == {"60%", "70%", "75%", "80%", "85%", "90%", "95%"}
     assert "| hard |" in result["markdown"] and (tmp_path / "students_time_to_accuracy.png").stat().st_size > 0
+
+
+def test_student_speed_smoke(sample_dir, tmp_path):
+    import student_speed
+
+    result = student_speed.main(["--dataset_name", str(sample_dir), "--train_images", "64", "--steps", "1",
+                                 "--warmup", "1", "--rounds", "2", "--variants", "shipped", "no_teacher",
+                                 "--out", str(tmp_path / "student_speed.json")])
+    rows = {row["variant"]: row for row in result["rows"]}
+    assert rows["shipped"]["vs_shipped"] == 1.0 and rows["no_teacher"]["images_per_s"] > 0
+    assert [sorted(r) for r in result["rounds"]] == [["no_teacher", "shipped"]] * 2
+    assert "| no teacher (distillation_type: none) |" in result["markdown"]

@@ -1,0 +1,82 @@
+"""What each speed choice of the CPU student buys: training images/s of ``configs/cifar10_cpu_student.yaml``
+(hard distillation, the teacher's forward included) through ``scripts/distill.py``'s own path, one switch
+changed at a time.
+
+  shipped        eager attention, bf16 autocast, device-resident data, 192 wide x 5 layers (the committed config)
+  sdpa           attn_implementation: sdpa
+  fp32           bf16: false (the teacher follows: teacher_dtype auto is fp32 then)
+  data_loader    device_resident_data: false (PIL crop/flip per image, no worker)
+  compile        torch_compile: true (warm-up steps absorb the compilation)
+  narrow_deep    128 wide x 6 layers, 4 heads (the quickstart's shape)
+  no_teacher     distillation_type: none (what the teacher's forward costs)
+
+Each variant trains ``--warmup + --steps`` steps at batch 256 on ``--train_images`` images in this process,
+in ``--rounds`` rotated rounds; the table gives the median images/s and the median ratio to the shipped
+config within a round (robust to drifts of a shared machine).
+
+    python benchmarks/student_speed.py --dataset_name ../shared/data/cifar10        # ~10 min on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_page import save_section  # noqa: E402
+from timing import REPO, RESULTS, StepTimer, describe_machine, machine, rotated_rounds, variant_rows  # noqa: E402
+
+from hf_deit.config import parse_config  # noqa: E402
+from hf_deit.training.distill import run_distillation  # noqa: E402
+
+VARIANTS = {
+    "shipped": ("shipped: eager, bf16, device-resident, 192 x 5", ()),
+    "sdpa": ("SDPA attention", ("--attn_implementation", "sdpa")),
+    "fp32": ("fp32 (bf16: false)", ("--bf16", "false")),
+    "data_loader": ("data-loader, 0 workers", ("--device_resident_data", "false", "--dataloader_num_workers", "0")),
+    "compile": ("torch.compile", ("--torch_compile", "true")),
+    "narrow_deep": ("128 wide x 6 layers, 4 heads", ("--hidden_size", "128", "--num_hidden_layers", "6",
+                                                     "--num_attention_heads", "4", "--intermediate_size", "512")),
+    "no_teacher": ("no teacher (distillation_type: none)", ("--distillation_type", "none")),
+}
+
+
+def run_variant(name: str, args, scratch: str) -> float:
+    timer = StepTimer(args.warmup)
+    argv = ["--config", str(REPO / "configs" / "cifar10_cpu_student.yaml"), "--dataset_name", args.dataset_name,
+            "--max_train_samples", str(args.train_images), "--max_eval_samples", "8",
+            "--max_steps", str(args.warmup + args.steps), "--output_dir", f"{scratch}/{name}",
+            "--save_strategy", "no", "--logging_steps", "1000", "--disable_tqdm", "true", *VARIANTS[name][1]]
+    configs = parse_config(argv)
+    run_distillation(*configs, callbacks=[timer])
+    return configs[2].per_device_train_batch_size / timer.median_seconds_per_step
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset_name", default="../shared/data/cifar10")
+    parser.add_argument("--train_images", type=int, default=5120)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--out", default=str(RESULTS / "student_speed.json"))
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as scratch:
+        rounds = rotated_rounds(args.variants, lambda name: run_variant(name, args, scratch), args.rounds)
+    rows = variant_rows(args.variants, {name: label for name, (label, _) in VARIANTS.items()}, rounds, "shipped")
+    environment = machine()
+    lines = ["| variant | train img/s (median) | vs shipped |", "|---|---:|---:|"]
+    lines += [f"| {r['label']} | {r['images_per_s']:.0f} | {r['vs_shipped']:.2f}× |" for r in rows]
+    lines += ["", f"{args.rounds} rotated rounds of {args.warmup} warm-up + {args.steps} timed steps at batch 256 on "
+              f"{args.train_images:,} images, hard distillation; {describe_machine(environment)}. Reproduce: "
+              "`python benchmarks/student_speed.py --dataset_name ../shared/data/cifar10`."]
+    result = {"machine": environment, "rows": rows, "rounds": rounds, "markdown": "\n".join(lines)}
+    save_section(result, Path(args.out))
+    return result
+
+
+if __name__ == "__main__":
+    main()

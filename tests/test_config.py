@@ -2,7 +2,7 @@
 
 import pytest
 
-from hf_deit.config import DataConfig, DistillationConfig, ModelConfig, parse_config
+from hf_deit.config import ConfigError, DataConfig, DistillationConfig, ModelConfig, parse_config
 
 
 def write(tmp_path, text):
@@ -52,7 +52,7 @@ def test_unknown_cli_flag_is_rejected():
 
 
 def test_missing_config_file():
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist — pass --config"):
         parse_config(["--config", "no/such/file.yaml"])
 
 

@@ -43,7 +43,7 @@ def test_wrong_column_name_is_explained(sample_dir):
 
 
 def test_missing_split_is_explained(sample_dir):
-    with pytest.raises(ValueError, match="eval_split 'validation' not found; the dataset has splits"):
+    with pytest.raises(ValueError, match="eval_split 'validation' is not a split of this dataset \(it has 'train', 'test'\) — pass --eval_split"):
         load_image_classification_data(DataConfig(dataset_name=str(sample_dir), eval_split="validation"))
 
 

@@ -48,6 +48,7 @@ def shoot(url: str, example: str, view: str, path: Path) -> dict:
             page.get_by_text(example, exact=True).first.click()
             page.locator("#fused [data-testid=label-output-value]").wait_for(timeout=60_000)
             page.locator("#attention img").wait_for(timeout=60_000)
+            page.evaluate("window.scrollTo(0, 0)")  # clicking an example scrolled down to it: back to the top
             page.wait_for_timeout(500)
             box = page.locator("#fused").bounding_box()
             prediction = page.locator("#fused [data-testid=label-output-value]").inner_text().strip()

@@ -526,7 +526,11 @@ def parse_config(
         print(help_text(dataclass_types))
         raise SystemExit(0)
     if "--help_all" in argv:
-        HfArgumentParser(list(dataclass_types)).parse_args_into_dataclasses(args=["--help"])
+        parser = HfArgumentParser(list(dataclass_types))
+        for action in parser._actions:  # a bare "%" in a help text (some transformers releases) breaks argparse
+            if action.help and "%(" not in action.help:
+                action.help = action.help.replace("%", "%%")
+        parser.parse_args_into_dataclasses(args=["--help"])
     known = _known_fields(dataclass_types)
     yaml_values: dict[str, Any] = {}
     config_path = _pop_config_path(argv)

@@ -213,6 +213,7 @@ def main(argv=None) -> dict:
     result = {"rows": [{"name": row.name, **row.values} for row in rows], "machine": environment,
               "command": command, "markdown": "# Size, speed and accuracy of the models\n\n" + table}
     save_section(result, Path(args.out))
+    Path(args.out).with_suffix(".md").write_text(result["markdown"] + "\n")
     return result
 
 

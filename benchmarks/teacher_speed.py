@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
-from timing import REPO, RESULTS, StepTimer, describe_machine, machine, rotated_rounds, variant_rows  # noqa: E402
+from timing import REPO, RESULTS, StepTimer, rotated_rounds, variant_speed_section  # noqa: E402
 
 from hf_deit.config import DataConfig, parse_config  # noqa: E402
 from hf_deit.config import TeacherModelConfig, TeacherTrainingConfig  # noqa: E402
@@ -63,15 +63,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         rounds = rotated_rounds(args.variants, lambda name: run_variant(name, args, scratch), args.rounds)
-    rows = variant_rows(args.variants, {name: label for name, (label, _) in VARIANTS.items()}, rounds, "shipped")
-    environment = machine()
-    lines = ["| variant | train img/s (median) | vs shipped |", "|---|---:|---:|"]
-    lines += [f"| {r['label']} | {r['images_per_s']:.0f} | {r['vs_shipped']:.2f}× |" for r in rows]
-    lines += ["", f"{args.rounds} rotated rounds of {args.warmup} warm-up + {args.steps} timed steps at batch 512 on "
-              f"{args.train_images:,} images; {describe_machine(environment)}. Reproduce: "
-              "`python benchmarks/teacher_speed.py --dataset_name ../shared/data/cifar10`."]
-    save_section({"machine": environment, "rows": rows, "rounds": rounds, "markdown": "\n".join(lines)},
-                 Path(args.out))
+    setup = (f"{args.rounds} rotated rounds of {args.warmup} warm-up + {args.steps} timed steps at batch 512 on "
+             f"{args.train_images:,} images")
+    result = variant_speed_section(args.variants, {key: label for key, (label, _) in VARIANTS.items()}, rounds, setup,
+                                   "python benchmarks/teacher_speed.py --dataset_name ../shared/data/cifar10")
+    save_section(result, Path(args.out))
 
 
 if __name__ == "__main__":

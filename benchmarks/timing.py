@@ -136,3 +136,14 @@ def variant_rows(names: Sequence[str], labels: dict[str, str], rounds: list[dict
         rows.append({"variant": name, "label": labels[name], "images_per_s": median(rates),
                      "vs_shipped": median(ratios), "rounds": rates})
     return rows
+
+
+def variant_speed_section(names: Sequence[str], labels: dict[str, str], rounds: list[dict[str, float]],
+                          setup: str, command: str) -> dict:
+    """The section of a one-switch-at-a-time speed benchmark: rows, rounds, machine and its Markdown table."""
+    rows = variant_rows(names, labels, rounds, "shipped")
+    environment = machine()
+    lines = ["| variant | train img/s (median) | vs shipped |", "|---|---:|---:|"]
+    lines += [f"| {r['label']} | {r['images_per_s']:.0f} | {r['vs_shipped']:.2f}× |" for r in rows]
+    lines += ["", f"{setup}; {describe_machine(environment)}. Reproduce: `{command}`."]
+    return {"machine": environment, "rows": rows, "rounds": rounds, "markdown": "\n".join(lines)}

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import sys
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +18,8 @@ EXAMPLES = sorted((REPO / "space" / "examples").glob("*.png"))
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-def _load_app_module():
-    spec = importlib.util.spec_from_file_location("space_app", REPO / "space" / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from space_screenshots import free_port as _free_port, load_app as _load_app_module  # noqa: E402
 
 
 @pytest.fixture(scope="module")

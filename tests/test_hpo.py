@@ -97,3 +97,31 @@ def test_two_worker_processes_share_one_sqlite_study(tmp_path, sample_dir, tiny_
     trials = _study(tmp_path, "shared").get_trials()
     assert 3 <= len(trials) <= 4 and {trial.state.name for trial in trials} == {"COMPLETE"}
     assert sorted(trial.number for trial in trials) == list(range(len(trials)))
+
+
+def test_the_comparison_trains_the_defaults_and_the_best_trial_at_the_quickstart_budget(tmp_path, sample_dir,
+                                                                                       tiny_teacher, monkeypatch):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import hpo_compare
+
+    import hf_deit.cli.distill as distill
+
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}", direction="maximize")
+    distributions = {"learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
+                     "distillation_type": optuna.distributions.CategoricalDistribution(["hard", "soft"])}
+    for value, rate in ((0.3, 1e-3), (0.5, 2.5e-3)):
+        study.add_trial(optuna.trial.create_trial(params={"learning_rate": rate, "distillation_type": "soft"},
+                                                  distributions=distributions, value=value))
+    argvs, real = [], distill.main
+    monkeypatch.setattr(distill, "main", lambda argv: argvs.append(argv) or real(argv))
+    result = hpo_compare.main(["--study_dir", str(tmp_path), "--study_name", "s", "--dataset_name", str(sample_dir),
+                               "--work_dir", str(tmp_path / "runs"), "--out", str(tmp_path / "hpo.json"),
+                               "--teacher_model_name_or_path", str(tiny_teacher), "--max_steps", "2",
+                               "--max_eval_samples", "32", "--per_device_train_batch_size", "16", *TINY_STUDENT_ARGS])
+    defaults, tuned = argvs
+    assert "--learning_rate" not in defaults
+    assert tuned[tuned.index("--learning_rate") + 1] == "0.0025" and "soft" in tuned
+    assert [run["overrides"] for run in result["runs"]] == [{}, {"learning_rate": 2.5e-3, "distillation_type": "soft"}]
+    page = (tmp_path / "hpo.md").read_text()
+    assert "Best trial against the defaults" in page and "| trial | state | objective |" in page
+    assert "best trial (1)" in page and all(0 <= run["fused_top1"] <= 1 for run in result["runs"])

@@ -1,7 +1,8 @@
 """The search's best trial against the quickstart's defaults, at the quickstart's budget.
 
     python scripts/hpo.py --config configs/hpo/sample.yaml      # the search (~45 min on 2 CPU cores)
-    python benchmarks/hpo_compare.py                            # this comparison (~10 min): docs/results/hpo.md
+    python benchmarks/hpo_compare.py                            # this comparison (~20 min): docs/results/hpo.md
+    python benchmarks/hpo_compare.py --table                    # the page again, from hpo.json and the study
 
 The search scores each trial on a part of the sample's *train* split (3 epochs); this script then trains the
 quickstart twice, with the same seed and the same 12 epochs on the whole sample train split: once as
@@ -60,7 +61,31 @@ def train(name: str, overrides: dict[str, Any], work: Path, dataset: str | None,
             "test_images": metrics.get("eval_images")}
 
 
-def markdown(runs: list[dict], study: Any, minutes: float, environment: dict, has_plot: bool) -> str:
+def held_out_images(config: Path) -> int:
+    """How many images the search scored each trial on: ``train_val_split`` of the search config's train split."""
+    import yaml
+    from datasets import load_dataset
+
+    values = yaml.safe_load(config.read_text())
+    train = load_dataset(str(REPO / values["dataset_name"]), split="train")
+    return round(values["train_val_split"] * train.num_rows)
+
+
+def search_reading(study: Any, held_out: int) -> str:
+    """Whether the search could tell its complete trials apart: their spread against the objective's noise."""
+    from optuna.trial import TrialState
+
+    values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    best = max(values)
+    se = 100 * (best * (1 - best) / held_out) ** 0.5
+    spread = 100 * (best - min(values))
+    return (f"The {len(values)} complete trials score {100 * min(values):.1f}-{100 * best:.1f} % on {held_out} held-out "
+            f"images, one standard error of a trial being {se:.1f} points: "
+            + ("the search cannot tell them apart at this budget." if spread < 2 * se else
+               "the best stands above the worst by more than two standard errors."))
+
+
+def markdown(runs: list[dict], study: Any, minutes: float, environment: dict, has_plot: bool, held_out: int) -> str:
     from hf_deit.publish.study import trials_table
 
     best = study.best_trial
@@ -88,7 +113,8 @@ def markdown(runs: list[dict], study: Any, minutes: float, environment: dict, ha
         + ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
         + f") in {minutes:.1f} min wall, 3 epochs each, scored on 10 % of the sample's train split held out for "
         f"selection; the median pruner stops a trial whose intermediate score falls below the median of the "
-        f"earlier ones at the same epoch. Best: trial {best.number}, {100 * best.value:.2f} % on the held-out part.", "",
+        f"earlier ones at the same epoch. Best: trial {best.number}, {100 * best.value:.2f} % on the held-out part. "
+        + search_reading(study, held_out), "",
         trials_table(study), "",
     ]
     if has_plot:
@@ -105,20 +131,24 @@ def main(argv=None) -> dict:
     parser.add_argument("--dataset_name", default=None, help="default: the shipped sample")
     parser.add_argument("--work_dir", default=str(REPO / "runs" / "hpo_compare"))
     parser.add_argument("--out", default=str(RESULTS / "hpo.json"))
+    parser.add_argument("--search_config", default=str(REPO / "configs" / "hpo" / "sample.yaml"))
+    parser.add_argument("--table", action="store_true", help="only rebuild the page from the JSON and the study")
     args, extra = parser.parse_known_args(argv)  # unknown flags go to both runs (e.g. --num_train_epochs 1)
     study_dir, out = Path(args.study_dir), Path(args.out)
     study = load_study(study_dir, args.study_name)
     work = Path(args.work_dir)
-    runs = [train("defaults", {}, work, args.dataset_name, extra),
-            train(f"best trial ({study.best_trial.number})", dict(study.best_trial.params), work, args.dataset_name,
-                  extra)]
+    saved = json.loads(out.read_text()) if args.table else {}
+    runs = saved["runs"] if args.table else [
+        train("defaults", {}, work, args.dataset_name, extra),
+        train(f"best trial ({study.best_trial.number})", dict(study.best_trial.params), work, args.dataset_name, extra)]
     plot = study_dir / "param_importances.png"
     if plot.exists():
         shutil.copyfile(plot, out.parent / IMPORTANCE_PNG)
-    environment = machine()
+    environment = saved.get("machine") or machine()
     result = {"runs": runs, "search_minutes": round(search_minutes(study), 1), "best_trial": study.best_trial.number,
               "best_value": study.best_trial.value, "machine": environment}
-    result["markdown"] = markdown(runs, study, result["search_minutes"], environment, plot.exists())
+    held_out = held_out_images(Path(args.search_config))
+    result["markdown"] = markdown(runs, study, result["search_minutes"], environment, plot.exists(), held_out)
     save_section(result, out)
     out.with_suffix(".md").write_text(result["markdown"] + "\n")
     return result

@@ -112,6 +112,9 @@ def test_the_comparison_trains_the_defaults_and_the_best_trial_at_the_quickstart
     for value, rate in ((0.3, 1e-3), (0.5, 2.5e-3)):
         study.add_trial(optuna.trial.create_trial(params={"learning_rate": rate, "distillation_type": "soft"},
                                                   distributions=distributions, value=value))
+    study.add_trial(optuna.trial.create_trial(params={"learning_rate": 1e-2, "distillation_type": "hard"},  # pruned
+                                              distributions=distributions, value=0.05, intermediate_values={0: 0.05},
+                                              state=optuna.trial.TrialState.PRUNED))
     argvs, real = [], distill.main
     monkeypatch.setattr(distill, "main", lambda argv: argvs.append(argv) or real(argv))
     result = hpo_compare.main(["--study_dir", str(tmp_path), "--study_name", "s", "--dataset_name", str(sample_dir),
@@ -124,4 +127,5 @@ def test_the_comparison_trains_the_defaults_and_the_best_trial_at_the_quickstart
     assert [run["overrides"] for run in result["runs"]] == [{}, {"learning_rate": 2.5e-3, "distillation_type": "soft"}]
     page = (tmp_path / "hpo.md").read_text()
     assert "Best trial against the defaults" in page and "| trial | state | objective |" in page
+    assert "The 2 complete trials score 30.0-50.0 %" in page  # pruned trials are not among them
     assert "best trial (1)" in page and all(0 <= run["fused_top1"] <= 1 for run in result["runs"])

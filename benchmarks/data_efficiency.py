@@ -123,15 +123,21 @@ def table(state: dict, png: Path, environment: dict) -> dict:
     markdown = "\n".join([
         "# Data efficiency: a ViT against a CNN as the training set shrinks", "",
         reading(by, sizes), "",
+        budget_reading(budget, sizes, state.get("full_teacher_train_top1")), "",
         "Test top-1 (%) on all 10,000 test images; a ± is half the gap between the two seeds where there are two. "
         f"Every cell of a kind takes the same steps at every n (budget `{budget.get('name')}`: CNN "
         f"{budget.get('cnn', {}).get('steps')} steps of {budget.get('cnn', {}).get('batch')}, DeiT "
         f"{budget.get('deit', {}).get('steps')} steps of {budget.get('deit', {}).get('batch')}).", "",
         *lines, "", "![test top-1 against training-set size](data_efficiency.png)", "",
         "Reproduce: `python benchmarks/data_efficiency.py --dataset_name ../shared/data/cifar10` "
-        f"(resumable; `--table` rebuilds this page). Machine: {describe_machine(environment)}.",
+        f"(resumable; `--table` rebuilds this page). Wall time: {wall_minutes(state):.0f} min of training over "
+        f"{len(state['cells'])} cells. Machine: {describe_machine(environment)}.",
     ])
     return {**state, "machine": environment, "markdown": markdown}
+
+
+def wall_minutes(state: dict) -> float:
+    return sum(cell["minutes"] for cell in state["cells"].values())
 
 
 def _cell(values) -> str:
@@ -142,20 +148,68 @@ def _cell(values) -> str:
     return f"{100 * mean:.1f}{spread}"
 
 
-def reading(by: dict, sizes: list[int]) -> str:
-    """The sentence that reads the curves: where the ViT crosses the CNN, and what distillation recovers."""
+def reading(by: dict, sizes: list[int], test_images: int = 10_000) -> str:
+    """The sentences that read the curves: where the ViT crosses the CNN, and what distillation recovers at each
+    n, each gain marked against two standard errors of a difference of two test accuracies."""
     def mean(model, n):
         values = by.get((model, n))
         return sum(values) / len(values) if values else math.nan
+
+    def gains(model) -> str:
+        parts = []
+        for n in sizes:
+            a, b = mean(model, n), mean("deit_none", n)
+            if math.isnan(a - b):
+                continue
+            se = math.sqrt((a * (1 - a) + b * (1 - b)) / test_images)
+            parts.append(f"{100 * (a - b):+.1f} at {n:,}" + ("" if abs(a - b) >= 2 * se else " (within noise)"))
+        return ", ".join(parts)
 
     if not sizes:
         return "No cell has finished yet."
     above = [n for n in sizes if mean("deit_none", n) > mean("cnn", n)]
     crossing = (f"The ViT trained on labels alone overtakes the CNN from n = {min(above):,}" if above else
                 f"The ViT trained on labels alone stays below the CNN at every n up to {max(sizes):,}")
-    gains = ", ".join(f"{100 * (mean('deit_hard_same_n', n) - mean('deit_none', n)):+.1f} at {n:,}" for n in sizes
-                      if not math.isnan(mean("deit_hard_same_n", n) - mean("deit_none", n)))
-    return f"{crossing}; distillation from a CNN of the same n changes it by {gains} points."
+    return (f"{crossing}. Distillation from a CNN of the same n changes it by {gains('deit_hard_same_n')} points; "
+            f"from the full-data teacher by {gains('deit_hard_full')} points (a gain is within noise under two "
+            f"standard errors of the difference on {test_images:,} test images).")
+
+
+def budget_reading(budget: dict, sizes: list[int], full_teacher_train_top1: float | None) -> str:
+    """What the fixed budget means for the curves: how many epochs each n gets, and why hard labels from a
+    teacher that has seen the student's images carry little beyond the labels themselves."""
+    steps, batch = budget.get("deit", {}).get("steps"), budget.get("deit", {}).get("batch")
+    if not (steps and batch and sizes):
+        return ""
+    seen = steps * batch
+    text = (f"Each DeiT cell sees {seen:,} training images ({steps} steps of {batch}): "
+            f"{seen / min(sizes):.0f} epochs at n = {min(sizes):,}, {seen / max(sizes):.1f} at n = {max(sizes):,}. "
+            "At this budget the curves measure what a fixed number of steps makes of more data; the GPU budget "
+            "(`--budget gpu`) trains long enough for the largest n to be seen many times.")
+    if full_teacher_train_top1 is not None:
+        text += (f" The full-data teacher agrees with the true label on {100 * full_teacher_train_top1:.1f} % of "
+                 "the training images (it was trained on them), so its hard labels are nearly the labels "
+                 "again. That fits the same-n gains too: they are largest where the same-n CNN has seen each of its "
+                 "images least (under one epoch at the largest n), so that its labels differ most from the true ones; "
+                 "this study does not measure the same-n teachers' agreement.")
+    return text
+
+
+def full_teacher_train_top1(args, images: int = 2000) -> float:
+    """The full-data teacher's top-1 against the true labels on the first ``images`` training images, through
+    the same wrapper and preprocessing as distillation: how much its hard labels can differ from the labels."""
+    import torch
+    from datasets import load_dataset
+    from transformers import AutoImageProcessor
+
+    from hf_deit.teacher import load_teacher
+
+    train = load_dataset(args.dataset_name, split="train").select(range(images))
+    processor = AutoImageProcessor.from_pretrained(REPO / "models" / "deit-cifar10-student")
+    teacher = load_teacher(args.full_teacher, train.features["label"].names, processor)
+    pixels = processor([image.convert("RGB") for image in train["img"]], return_tensors="pt")["pixel_values"]
+    predictions = torch.cat([teacher(batch).argmax(-1) for batch in pixels.split(250)])
+    return (predictions == torch.tensor(train["label"])).float().mean().item()
 
 
 def plot(by: dict, sizes: list[int], png: Path) -> None:
@@ -194,7 +248,10 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     state = json.loads(out.read_text()) if args.table and out.exists() else (
         {"cells": {}} if args.table else run_study(args, out, extra))
-    result = table(state, out.with_suffix(".png"), machine())
+    if "full_teacher_train_top1" not in state and Path(args.dataset_name).exists():
+        state["full_teacher_train_top1"] = full_teacher_train_top1(args, 64 if args.budget == "smoke" else 2000)
+    environment = state.get("machine") if args.table and state.get("machine") else machine()  # where it trained
+    result = table(state, out.with_suffix(".png"), environment)
     save_section(result, out)
     out.with_suffix(".md").write_text(result["markdown"] + "\n")
     return result

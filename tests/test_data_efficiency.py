@@ -73,5 +73,6 @@ def test_an_interrupted_study_resumes_without_retraining_finished_cells(tmp_path
     assert len(result["cells"]) == len(data_efficiency.cells((100, 200))) == 16
     cell = result["cells"]["deit_hard_same_n/n=100/seed=0"]
     assert 0 <= cell["top1"] <= 1 and cell["steps"] == data_efficiency.BUDGETS["smoke"]["deit"][0]
-    assert "| 100 |" in result["markdown"] and "distillation from a CNN of the same n" in result["markdown"]
+    assert "| 100 |" in result["markdown"] and "Distillation from a CNN of the same n" in result["markdown"]
+    assert "The full-data teacher agrees with the true label on" in result["markdown"]
     assert (tmp_path / "data_efficiency.png").stat().st_size > 0

@@ -108,11 +108,17 @@ def seconds_per_step(mode: str, runs: Path = RUNS) -> float:
 
 
 def table(environment: dict, runs: Path = RUNS, png: Path = RESULTS / "students_time_to_accuracy.png",
-          config: Path = CONFIG) -> dict:
+          config: Path = CONFIG, saved: dict | None = None) -> dict:
+    """The page from every finished mode: its run folder when it is here, else its row and curve in ``saved``
+    (the last JSON), since run folders stay on the machine that trained them and modes span sessions."""
     rows, curves = [], {}
+    saved_rows = {row["mode"]: row for row in (saved or {}).get("rows", [])}
     for mode in MODES:
         results = runs / mode / "all_results.json"
         if not results.exists():
+            if mode in saved_rows:
+                rows.append(saved_rows[mode])
+                curves[mode] = [tuple(point) for point in saved["curves"].get(mode, [])]
             continue
         metrics = json.loads(results.read_text())
         curves[mode] = curve(mode, runs)
@@ -184,7 +190,8 @@ def main(argv=None) -> dict:
     runs, out = Path(args.runs_dir), Path(args.out)
     if args.mode and not args.table:
         run_mode(args.mode, args.dataset_name, args.eval_every, args.save_every, extra, runs, Path(args.config))
-    result = table(machine(), runs, out.with_name(f"{out.stem}_time_to_accuracy.png"), Path(args.config))
+    saved = json.loads(out.read_text()) if out.exists() else None
+    result = table(machine(), runs, out.with_name(f"{out.stem}_time_to_accuracy.png"), Path(args.config), saved)
     save_section(result, out)
     return result
 

@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end (on the smoke budget: seconds, tiny models)."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -181,6 +182,10 @@ def test_students_benchmark_smoke_with_resume(sample_dir, tiny_teacher, tmp_path
     assert row["mode"] == "hard" and 0 <= row["fused"] <= 1 and row["seconds_per_step"] > 0
     assert set(row["epochs_to"]) == set(row["minutes_to"]) == {"60%", "70%", "75%", "80%", "85%", "90%", "95%"}
     assert "| hard |" in result["markdown"] and (tmp_path / "students_time_to_accuracy.png").stat().st_size > 0
+    shutil.rmtree(tmp_path / "runs")  # a later session: the run folder is gone, its row stays on the page
+    result = cifar10_students.main(["--table", "--runs_dir", str(tmp_path / "runs"),
+                                    "--out", str(tmp_path / "students.json")])
+    assert result["rows"] == [row] and "| hard |" in result["markdown"] and len(result["curves"]["hard"]) == 4
 
 
 def test_student_speed_smoke(sample_dir, tmp_path):

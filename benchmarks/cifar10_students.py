@@ -60,7 +60,7 @@ class TrainingClock(TrainerCallback):
     on_evaluate = on_save = _pause
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        value = round(self.offset + self.elapsed, 1)
+        value = round(self.offset + self.elapsed, 3)
         if logs is not None:
             logs["train_wall_s"] = value
         if state.log_history:  # the Trainer appended a copy of ``logs`` before calling us
@@ -128,7 +128,7 @@ def table(environment: dict, runs: Path = RUNS, png: Path = RESULTS / "students_
             "train_minutes": curves[mode][-1][0] if curves[mode] else metrics["train_runtime_s"] / 60,
             "minutes_to": {f"{t:.0%}": minutes_to(curves[mode], t) for t in THRESHOLDS},
             "epochs_to": {f"{t:.0%}": minutes_to(curves[mode], t, column=2) for t in THRESHOLDS},
-            "seconds_per_step": round(seconds_per_step(mode, runs), 3),
+            "seconds_per_step": round(seconds_per_step(mode, runs), 4),
         })
     if curves:
         plot(curves, png)

@@ -41,7 +41,7 @@ from typing import Any, Iterator, Optional, Sequence
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import StepTimer, machine  # noqa: E402
+from timing import QUICKSTART_MEASURED_WITH, StepTimer, machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
@@ -251,7 +251,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     common = [
         "--config", str(QUICKSTART), "--dataset_name", args.dataset_name, "--teacher_model_name_or_path", args.teacher,
         "--output_dir", work_dir, "--disable_tqdm", "true", "--report_to", "none", "--save_strategy", "no",
-        "--eval_strategy", "no", "--logging_steps", "1000000",
+        "--eval_strategy", "no", "--logging_steps", "1000000", *QUICKSTART_MEASURED_WITH,
         *(["--per_device_train_batch_size", str(args.batch_size)] if args.batch_size else []), *args.extra,
     ]
     recipe_label = (f"DeiT recipe: crop + flip + RandAugment `{recipe['rand_augment']}` + random erasing "

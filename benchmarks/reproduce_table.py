@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -27,6 +28,8 @@ from hf_deit.config import load_yaml, yaml_to_argv
 from hf_deit.cli.distill import main as distill
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from timing import QUICKSTART_MEASURED_WITH  # noqa: E402
 
 BUDGETS: dict[str, dict] = {
     # A few seconds: checks the script end to end (used by the tests).
@@ -155,7 +158,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     common = [
         "--config", str(REPO / "configs" / "quickstart.yaml"), "--dataset_name", args.dataset_name,
         "--teacher_model_name_or_path", args.teacher, "--seed", str(args.seed), "--eval_strategy", "epoch",
-        "--save_strategy", "no", "--disable_tqdm", "true", "--logging_steps", "50",
+        "--save_strategy", "no", "--disable_tqdm", "true", "--logging_steps", "50", *QUICKSTART_MEASURED_WITH,
     ] + budget_flags(args.budget, args.epochs)
     if args.train_samples:
         common += ["--max_train_samples", str(args.train_samples)]

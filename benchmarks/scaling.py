@@ -41,7 +41,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import StepTimer  # noqa: E402
+from timing import QUICKSTART_MEASURED_WITH, StepTimer  # noqa: E402
 
 from hf_deit.config import ModelConfig, parse_config  # noqa: E402
 from hf_deit.training.distill import build_distillation_run  # noqa: E402
@@ -184,7 +184,7 @@ def common_flags(args: argparse.Namespace, batch: int) -> list[str]:
         "--teacher_model_name_or_path", args.teacher, "--distillation_type", "hard", "--distillation_token", "true",
         "--num_train_epochs", "1", "--per_device_train_batch_size", str(batch), "--max_eval_samples", "16",
         "--eval_strategy", "no", "--save_strategy", "no", "--disable_tqdm", "true", "--report_to", "none",
-        "--seed", str(args.seed),
+        "--seed", str(args.seed), *QUICKSTART_MEASURED_WITH,
     ]
 
 

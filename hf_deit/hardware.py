@@ -55,16 +55,19 @@ def warn_if_bf16_is_emulated(bf16: bool, device_type: str) -> bool:
     return True
 
 
+def bf16_is_native(device_type: str) -> bool:
+    """Whether ``device_type`` computes bf16 in hardware: a bf16 GPU, or a CPU with AVX512-BF16/AMX."""
+    if device_type == "cuda":
+        import torch
+
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return device_type == "cpu" and bool(cpu_has_native_bf16())
+
+
 def resolve_teacher_dtype(teacher_dtype: str, device_type: str) -> str:
     """``auto`` -> ``bfloat16`` where the device computes bf16 natively (a bf16 GPU, a CPU with AVX512-BF16/AMX),
     else ``float32``; any other value is returned as is. The teacher only infers, so bf16 costs it nothing but
     rounding (its top-1 agrees with float32 on >= 95 % of images, ``tests/test_teacher.py``)."""
     if teacher_dtype != "auto":
         return teacher_dtype
-    if device_type == "cuda":
-        import torch
-
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    if device_type == "cpu" and cpu_has_native_bf16():
-        return "bfloat16"
-    return "float32"
+    return "bfloat16" if bf16_is_native(device_type) else "float32"

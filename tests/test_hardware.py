@@ -63,3 +63,31 @@ def test_auto_teacher_dtype_is_bf16_only_where_native(monkeypatch):
     assert hardware.resolve_teacher_dtype("auto", "cpu") == "float32"
     monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: None)  # flags unknown: the safe choice
     assert hardware.resolve_teacher_dtype("auto", "cpu") == "float32"
+
+
+@pytest.mark.parametrize("flags, bf16_flag, expected", [
+    (("avx512f", "avx512_bf16"), [], True),            # native: auto turns bf16 on
+    (("avx2",), [], False),                            # emulated: fp32
+    (("avx2",), ["--bf16", "true"], True),             # an explicit bf16 still wins
+])
+def test_auto_bf16_turns_bf16_on_only_where_native(cpu_flags, flags, bf16_flag, expected, tmp_path):
+    from hf_deit.config import parse_config
+
+    from helpers import REPO
+
+    cpu_flags(*flags)
+    argv = ["--config", str(REPO / "configs" / "quickstart.yaml"), "--output_dir", str(tmp_path), "--use_cpu", "true",
+            *bf16_flag]
+    training = parse_config(argv)[2]
+    assert training.auto_bf16 is True and training.bf16 is expected
+
+
+def test_auto_bf16_false_keeps_fp32_on_a_native_cpu(cpu_flags, tmp_path):
+    from hf_deit.config import parse_config
+
+    from helpers import REPO
+
+    cpu_flags("avx512_bf16")
+    argv = ["--config", str(REPO / "configs" / "quickstart.yaml"), "--output_dir", str(tmp_path), "--use_cpu", "true",
+            "--auto_bf16", "false"]
+    assert parse_config(argv)[2].bf16 is False

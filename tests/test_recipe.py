@@ -19,7 +19,7 @@ from helpers import CIFAR10_NAMES, TINY_STUDENT_ARGS
 
 ID2LABEL = dict(enumerate(CIFAR10_NAMES))
 RECIPE_ON = [
-    "--rand_augment", "rand-m9-mstd0.5-inc1", "--random_erasing", "0.25",
+    "--rand_augment", "rand-m9-mstd0.5-inc1", "--random_erasing", "0.25", "--device_resident_data", "false",
     "--mixup_alpha", "0.8", "--cutmix_alpha", "1.0", "--label_smoothing_factor", "0.1",
     "--repeated_augmentation", "3", "--drop_path_rate", "0.1", "--ema_decay", "0.99",
 ]

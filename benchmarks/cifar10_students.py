@@ -107,12 +107,32 @@ def seconds_per_step(mode: str, runs: Path = RUNS) -> float:
     return wall / max(state["global_step"], 1)
 
 
+def another_teacher(row: dict, teacher_top1: float | None) -> bool:
+    """Whether a saved distilled row came from a teacher other than the new run's (their measured top-1 differ),
+    so that re-running a mode after the teacher changed keeps the old row instead of overwriting it."""
+    if row["mode"] == "none" or row.get("teacher") is None or teacher_top1 is None:
+        return False
+    return abs(row["teacher"] - teacher_top1) > 0.002
+
+
+def students_table(rows: list[dict]) -> list[str]:
+    """Markdown rows with the teacher each student learned from (``none`` trains on the labels only)."""
+    lines = ["| distillation | teacher top-1 | fused | class head | distillation head | training minutes | s / step |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        teacher = "not used" if r["mode"] == "none" or r.get("teacher") is None else f"{100 * r['teacher']:.2f}"
+        lines.append(f"| {r['mode']} | {teacher} | **{100 * r['fused']:.2f}** | {100 * r['cls']:.2f} | "
+                     f"{100 * r['distill']:.2f} | {r['train_minutes']:.1f} | {r['seconds_per_step']:.2f} |")
+    return lines
+
+
 def table(environment: dict, runs: Path = RUNS, png: Path = RESULTS / "students_time_to_accuracy.png",
           config: Path = CONFIG, saved: dict | None = None) -> dict:
     """The page from every finished mode: its run folder when it is here, else its row and curve in ``saved``
     (the last JSON), since run folders stay on the machine that trained them and modes span sessions."""
     rows, curves = [], {}
     saved_rows = {row["mode"]: row for row in (saved or {}).get("rows", [])}
+    earlier = list((saved or {}).get("earlier_rows", []))
     for mode in MODES:
         results = runs / mode / "all_results.json"
         if not results.exists():
@@ -122,6 +142,8 @@ def table(environment: dict, runs: Path = RUNS, png: Path = RESULTS / "students_
             continue
         metrics = json.loads(results.read_text())
         curves[mode] = curve(mode, runs)
+        if mode in saved_rows and another_teacher(saved_rows[mode], metrics.get("eval_teacher_top1")):
+            earlier.append(saved_rows[mode])
         rows.append({
             "mode": mode, "fused": metrics["eval_fused_top1"], "cls": metrics["eval_cls_top1"],
             "distill": metrics["eval_distill_top1"], "teacher": metrics.get("eval_teacher_top1"),
@@ -136,10 +158,7 @@ def table(environment: dict, runs: Path = RUNS, png: Path = RESULTS / "students_
     lines = ["## The students: hard vs soft vs none", "",
              f"One recipe (`{config.resolve().relative_to(REPO)}`) and budget; only `distillation_type` changes. "
              f"Top-1 on all 10,000 test images at the end of training (one standard error ≈ {binomial:.1f} points).",
-             "", "| distillation | fused | class head | distillation head | training minutes | s / step |",
-             "|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['mode']} | **{100 * r['fused']:.2f}** | {100 * r['cls']:.2f} | {100 * r['distill']:.2f} | "
-              f"{r['train_minutes']:.1f} | {r['seconds_per_step']:.2f} |" for r in rows]
+             "", *students_table(rows)]
     lines += ["", "Minutes of training to reach a fused top-1 on the first 2,000 test images (periodic evaluations; "
               "— : not reached):", "", "| distillation | " + " | ".join(f"{t:.0%}" for t in THRESHOLDS) + " |",
               "|---|" + "---:|" * len(THRESHOLDS)]
@@ -150,10 +169,14 @@ def table(environment: dict, runs: Path = RUNS, png: Path = RESULTS / "students_
               "|---|" + "---:|" * len(THRESHOLDS)]
     lines += ["| " + r["mode"] + " | " + " | ".join("—" if v is None else f"{v}" for v in r["epochs_to"].values())
               + " |" for r in rows]
+    if earlier:
+        lines += ["", "Earlier runs of a mode, distilled from another teacher (kept when the mode was re-run):", "",
+                  *students_table(earlier)]
     lines += ["", f"![test accuracy against training time]({png.name})", "",
               f"Reproduce: `python benchmarks/cifar10_students.py --mode MODE --dataset_name ../shared/data/cifar10` "
               f"for each mode, then `--table`. Machine: {describe_machine(environment)}."]
-    return {"rows": rows, "curves": curves, "machine": environment, "markdown": "\n".join(lines)}
+    return {"rows": rows, "earlier_rows": earlier, "curves": curves, "machine": environment,
+            "markdown": "\n".join(lines)}
 
 
 def plot(curves: dict, out: Path) -> None:

@@ -182,10 +182,18 @@ def test_students_benchmark_smoke_with_resume(sample_dir, tiny_teacher, tmp_path
     assert row["mode"] == "hard" and 0 <= row["fused"] <= 1 and row["seconds_per_step"] > 0
     assert set(row["epochs_to"]) == set(row["minutes_to"]) == {"60%", "70%", "75%", "80%", "85%", "90%", "95%"}
     assert "| hard |" in result["markdown"] and (tmp_path / "students_time_to_accuracy.png").stat().st_size > 0
+    saved = json.loads((tmp_path / "students.json").read_text())  # a row distilled from an earlier teacher
+    saved["rows"][0] = {**row, "teacher": row["teacher"] - 0.1, "fused": 0.123}
+    (tmp_path / "students.json").write_text(json.dumps(saved))
+    result = cifar10_students.main(["--table", "--runs_dir", str(tmp_path / "runs"),
+                                    "--out", str(tmp_path / "students.json")])
+    assert result["rows"] == [row] and [r["fused"] for r in result["earlier_rows"]] == [0.123]
+    assert "Earlier runs of a mode" in result["markdown"] and "**12.30**" in result["markdown"]
     shutil.rmtree(tmp_path / "runs")  # a later session: the run folder is gone, its row stays on the page
     result = cifar10_students.main(["--table", "--runs_dir", str(tmp_path / "runs"),
                                     "--out", str(tmp_path / "students.json")])
     assert result["rows"] == [row] and "| hard |" in result["markdown"] and len(result["curves"]["hard"]) == 4
+    assert [r["fused"] for r in result["earlier_rows"]] == [0.123]  # the earlier teacher's row stays too
 
 
 def test_student_speed_smoke(sample_dir, tmp_path):

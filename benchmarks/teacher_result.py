@@ -117,6 +117,15 @@ Details and the measured effect of each speed choice: `docs/results/cifar10_cpu.
 """
 
 
+def with_sections_of(card: str, existing: str) -> str:
+    """``card`` plus the marked sections that other tools wrote into the card it replaces (the size / speed table
+    of ``benchmarks/model_table.py``), so re-shipping the teacher does not drop them."""
+    from hf_deit.publish.card import _SECTION
+
+    kept = [match.group(0) for match in _SECTION.finditer(existing)]
+    return card.rstrip() + "".join(f"\n\n{section}" for section in kept) + "\n"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", help="the output_dir of the teacher run")
@@ -133,7 +142,8 @@ def main(argv=None) -> None:
         ship.mkdir(parents=True, exist_ok=True)
         for name in SHIPPED_FILES:
             shutil.copy2(run / name, ship / name)
-        (ship / "README.md").write_text(model_card(result))
+        card = ship / "README.md"
+        card.write_text(with_sections_of(model_card(result), card.read_text() if card.exists() else ""))
 
 
 if __name__ == "__main__":

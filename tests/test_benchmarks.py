@@ -152,11 +152,15 @@ def test_teacher_result_ships_a_stock_loadable_model_with_its_card(sample_dir, t
                    "--image_size", "32", "--max_train_samples", "64", "--max_eval_samples", "32", "--max_steps", "2",
                    "--per_device_train_batch_size", "32", "--save_strategy", "no", "--output_dir", str(run),
                    "--disable_tqdm", "true"])
+    (tmp_path / "ship").mkdir()  # a card from an earlier ship, with a section that model_table.py wrote
+    table = "<!-- hf-deit:begin size-speed -->\n| the size table |\n<!-- hf-deit:end size-speed -->"
+    (tmp_path / "ship" / "README.md").write_text(f"# old card\n\n{table}\n")
     teacher_result.main([str(run), "--ship", str(tmp_path / "ship"), "--out", str(tmp_path / "teacher.json")])
     saved = json.loads((tmp_path / "teacher.json").read_text())
     assert f"{100 * saved['top1']:.2f} %" in saved["markdown"] and saved["tta_top1"] is not None
     card = (tmp_path / "ship" / "README.md").read_text()
     assert f"value: {saved['top1']:.4f}" in card and "configs/teacher_cifar10_resnet.yaml" in card
+    assert card.count(table) == 1 and "# old card" not in card  # the new card keeps the old one's size table
     model = AutoModelForImageClassification.from_pretrained(tmp_path / "ship")
     assert type(model).__name__ == "ResNetForImageClassification" and model.config.num_labels == 10
 

@@ -129,3 +129,23 @@ def test_the_comparison_trains_the_defaults_and_the_best_trial_at_the_quickstart
     assert "Best trial against the defaults" in page and "| trial | state | objective |" in page
     assert "The 2 complete trials score 30.0-50.0 %" in page  # pruned trials are not among them
     assert "best trial (1)" in page and all(0 <= run["fused_top1"] <= 1 for run in result["runs"])
+
+
+def test_storage_is_retried_when_another_worker_creates_the_tables_at_once(tmp_path, monkeypatch):
+    """Two workers on a new SQLite study: the one that loses the race on ``alembic_version`` retries, not dies."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError
+
+    from hf_deit.training.search import open_storage
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 1:
+            raise IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE constraint failed"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(calls) == 2 and isinstance(storage, real)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -109,6 +110,21 @@ def stop_when_full(trial: Any, n_trials: int) -> None:
         trial.study.stop()
 
 
+def open_storage(url: str, attempts: int = 5) -> Any:
+    """Optuna's database at ``url``, retried when another worker is creating its tables at the same moment
+    (both see an empty database, one loses the race on ``alembic_version``); the retry finds them made."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=20, grace_period=60)
+        except (IntegrityError, OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+
+
 def study_settings(search: SearchArguments, output_dir: str) -> dict[str, Any]:
     """``optuna.create_study`` keywords: a resumable database with heartbeats (a crashed trial is failed, not
     left running), the pruner and a seeded sampler."""
@@ -117,7 +133,7 @@ def study_settings(search: SearchArguments, output_dir: str) -> dict[str, Any]:
     url = search.storage or f"sqlite:///{os.path.abspath(os.path.join(output_dir, 'study.db'))}"
     if url.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(url[len("sqlite:///"):]) or ".", exist_ok=True)
-    storage = optuna.storages.RDBStorage(url, heartbeat_interval=20, grace_period=60)
+    storage = open_storage(url)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=search.pruner_startup_trials)
               if search.pruner == "median" else optuna.pruners.NopPruner())
     return {"storage": storage, "study_name": search.study_name, "load_if_exists": True, "pruner": pruner,

@@ -120,10 +120,9 @@ Details and the measured effect of each speed choice: `docs/results/cifar10_cpu.
 def with_sections_of(card: str, existing: str) -> str:
     """``card`` plus the marked sections that other tools wrote into the card it replaces (the size / speed table
     of ``benchmarks/model_table.py``), so re-shipping the teacher does not drop them."""
-    from hf_deit.publish.card import _SECTION
+    from hf_deit.publish.card import marked_sections
 
-    kept = [match.group(0) for match in _SECTION.finditer(existing)]
-    return card.rstrip() + "".join(f"\n\n{section}" for section in kept) + "\n"
+    return card.rstrip() + "".join(f"\n\n{section}" for section in marked_sections(existing).values()) + "\n"
 
 
 def main(argv=None) -> None:

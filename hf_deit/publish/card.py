@@ -358,13 +358,18 @@ def replace_section(text: str, name: str, body: str) -> str:
     return text.rstrip() + "\n\n" + section + "\n"
 
 
+def marked_sections(text: str) -> dict[str, str]:
+    """Each ``<!-- hf-deit:begin NAME -->`` ... ``<!-- hf-deit:end NAME -->`` block of ``text``, by name."""
+    return {match.group("name"): match.group(0) for match in _SECTION.finditer(text)}
+
+
 def merge_into_existing(generated: ModelCard, existing_text: str) -> ModelCard:
     """The generated metadata and sections, with everything a person wrote outside the markers kept.
 
     Each generated section sits between ``<!-- hf-deit:begin NAME -->`` and ``<!-- hf-deit:end NAME -->``; a
     card without markers (written by hand) keeps its whole text and only gets the new metadata.
     """
-    sections = {match.group("name"): match.group(0) for match in _SECTION.finditer(generated.text)}
+    sections = marked_sections(generated.text)
     body = ModelCard(existing_text).text
     if not _SECTION.search(body):
         logger.warning("README.md has no hf-deit sections: kept its text as written, updated only its metadata.")

@@ -366,6 +366,15 @@ class TeacherModelConfig:
     channels_last: bool = field(
         default=False, metadata={"help": "Train the CNN in channels_last memory format (faster convolutions)."}
     )
+    whiten_stem: bool = field(
+        default=False,
+        metadata={
+            "help": "Initialise the first convolution as a frozen patch-whitening layer of the training images "
+            "(airbench's whitening: eigenvectors of the patch covariance, +v and -v). The saved model is unchanged "
+            "in kind; only a new model_type teacher is whitened."
+        },
+    )
+    whiten_images: int = field(default=500, metadata={"help": "Training images whose patches whiten_stem reads."})
 
 
 @dataclass

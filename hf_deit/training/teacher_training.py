@@ -31,6 +31,7 @@ from ..modeling import load_for_labels
 from .base import ImageTrainerMixin
 from .checkpointing import RobustCheckpointMixin
 from .run import callbacks_or_none, save_results, train_save_evaluate, trainer_inputs
+from .whitening import whiten_first_convolution
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,14 @@ def build_teacher(model_config: TeacherModelConfig, id2label: dict[int, str]) ->
     return model, processor
 
 
+def preprocessed_train_images(data: Any, processor: Any, data_config: DataConfig, count: int) -> torch.Tensor:
+    """The first ``count`` training images as the model reads them (the processor's size and normalisation,
+    no augmentation): what the whitening statistics are taken from."""
+    count = min(count, len(data.train))
+    images = evaluation_set(data.train.select(range(count)), data, processor, data_config)
+    return torch.stack([images[index]["pixel_values"] for index in range(count)])
+
+
 def run_teacher_training(model_config: TeacherModelConfig, data_config: DataConfig,
                          training_args: TeacherTrainingConfig, callbacks: Sequence[Any] = ()) -> dict[str, float]:
     """Train, save and evaluate a teacher; ``callbacks`` (``TrainerCallback`` s) reach the Trainer."""
@@ -93,6 +102,8 @@ def run_teacher_training(model_config: TeacherModelConfig, data_config: DataConf
         data_config, seed=training_args.seed, hold_out_for_selection=training_args.load_best_model_at_end
     )
     model, processor = build_teacher(model_config, data.id2label)
+    if model_config.whiten_stem and not model_config.model_name_or_path:
+        whiten_first_convolution(model, preprocessed_train_images(data, processor, data_config, model_config.whiten_images))
     if model_config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     logger.info("Teacher %s with %.2fM parameters", type(model).__name__, model.num_parameters() / 1e6)

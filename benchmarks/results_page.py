@@ -37,8 +37,10 @@ PAGES = {
     )),
     "cifar10_cpu": (CIFAR10_CPU_HEADER, (
         ("teacher", "python benchmarks/teacher_result.py", "The teacher"),
+        ("teacher_pilots", "python benchmarks/teacher_pilots.py --table", "Teacher pilots"),
         ("teacher_speed", "python benchmarks/teacher_speed.py", "What each speed choice of the teacher buys"),
         ("parity", "python benchmarks/parity.py", "Accuracy parity with an independent loop"),
+        ("student_pilots", "python benchmarks/student_pilots.py --table", "Student pilots"),
         ("students", "python benchmarks/cifar10_students.py --table", "The students: hard vs soft vs none"),
         ("student_speed", "python benchmarks/student_speed.py", "What each speed choice of the student buys"),
         ("shipped_student", "python benchmarks/ship_student.py", "The shipped student"),

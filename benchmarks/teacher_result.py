@@ -22,6 +22,30 @@ from timing import RESULTS, describe_machine, machine  # noqa: E402
 COMMAND = ("accelerate launch scripts/train_teacher.py --config configs/teacher_cifar10_resnet.yaml "
            "--dataset_name ../shared/data/cifar10")
 SHIPPED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "results.json")
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "teacher_cifar10_resnet.yaml"
+
+
+def recipe_text(config_path: Path, epochs) -> str:
+    """The training recipe, in words, from the config the reproduce command runs (one place for the facts)."""
+    import yaml
+
+    recipe = yaml.safe_load(config_path.read_text())
+    momentum = dict(part.split("=") for part in recipe.get("optim_args", "").split(",") if "=" in part)
+    nesterov = " with Nesterov momentum" if momentum.get("nesterov") == "True" else " with momentum"
+    return (f"{epochs} epochs, batch {recipe['per_device_train_batch_size']}, {recipe['optim'].upper()}{nesterov} "
+            f"{momentum.get('momentum', '0')}, lr {recipe['learning_rate']} ({100 * recipe['warmup_steps']:.0f} % "
+            f"linear warm-up, then {recipe['lr_scheduler_type']} decay to 0), weight decay {recipe['weight_decay']} on "
+            f"weights only, label smoothing {recipe['label_smoothing_factor']}, bf16 autocast, channels_last, data "
+            f"resident in memory with random crop ({recipe['random_crop_padding']} px reflect padding at "
+            f"{recipe['image_size']}x{recipe['image_size']}) + flip")
+
+
+def stage_sides(side: int, stages: int) -> list[int]:
+    """Feature-map sides of a transformers ResNet's stages: the stem divides by 4, each later stage by 2."""
+    sides = [side // 4]
+    for _ in range(stages - 1):
+        sides.append((sides[-1] + 1) // 2)
+    return sides
 
 
 def summary(run: Path) -> dict:
@@ -37,6 +61,8 @@ def summary(run: Path) -> dict:
         "epochs": state.get("num_train_epochs"), "steps": state.get("global_step"),
         "architecture": config["architectures"][0],
         "shape": {key: config.get(key) for key in ("embedding_size", "hidden_sizes", "depths", "layer_type")},
+        "image_size": json.loads((run / "preprocessor_config.json").read_text())["size"]["height"],
+        "recipe": recipe_text(CONFIG, state.get("num_train_epochs")),
     }
 
 
@@ -51,8 +77,8 @@ def markdown(result: dict, environment: dict) -> str:
         f"`models/teacher-cifar10-resnet`: a stock `{result['architecture']}` (basic blocks, widths "
         f"{shape['hidden_sizes']}, depths {shape['depths']}, stem {shape['embedding_size']}), "
         f"{result['parameters'] / 1e6:.2f} M parameters, {result['safetensors_mb']:.1f} MB of safetensors, "
-        "reading CIFAR-10 upsampled to 64x64 (its processor's size; the distillation wrapper resizes the "
-        "student's batch on the device).",
+        f"reading CIFAR-10 upsampled to {result['image_size']}x{result['image_size']} (its processor's size; the "
+        "distillation wrapper resizes the student's batch on the device).",
         "",
         "| test top-1 | test top-5 | flip-TTA top-1 | training wall time | epochs (steps) | train images |",
         "|---:|---:|---:|---:|---:|---:|",
@@ -70,6 +96,8 @@ def markdown(result: dict, environment: dict) -> str:
 
 def model_card(result: dict) -> str:
     shape = result["shape"]
+    side = result["image_size"]
+    sides = ", ".join(map(str, stage_sides(side, len(shape["hidden_sizes"]))))
     command = COMMAND.replace(" --dataset_name", " \\\n    --dataset_name")
     return f"""---
 library_name: transformers
@@ -93,13 +121,13 @@ trained from scratch on the 50,000 CIFAR-10 training images in {result['train_se
 2 CPU cores. Basic blocks with widths {shape['hidden_sizes']}, depths {shape['depths']} and a
 {shape['embedding_size']}-channel stem; {result['parameters'] / 1e6:.2f} M parameters,
 {result['safetensors_mb']:.1f} MB. ResNet's stem down-samples 4x, so the processor upsamples the 32x32
-images to 64x64 (bicubic) and the stages run at 16, 8 and 4 pixels.
+images to {side}x{side} (bicubic) and the stages run at {sides} pixels.
 
 | | |
 |---|---|
 | test top-1 / top-5 (full CIFAR-10 test split, 10,000 images) | **{100 * result['top1']:.2f} % / {100 * result['top5']:.2f} %** |
 | with flip test-time augmentation | {100 * result['tta_top1']:.2f} % top-1 |
-| training | {result['epochs']} epochs, batch 512, SGD with Nesterov momentum 0.9, lr 0.4 (15 % linear warm-up, then linear decay to 0), weight decay 5e-4 on weights only, label smoothing 0.2, bf16 autocast, channels_last, data resident in memory with random crop (4 px reflect padding at 64x64) + flip |
+| training | {result['recipe']} |
 
 Reproduce (the data is the local JPEG-q75 copy of `uoft-cs/cifar10`; accuracies on it run a little below
 those on the original lossless images):

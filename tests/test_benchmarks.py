@@ -210,3 +210,45 @@ def test_student_speed_smoke(sample_dir, tmp_path):
     assert rows["shipped"]["vs_shipped"] == 1.0 and rows["no_teacher"]["images_per_s"] > 0
     assert [sorted(r) for r in result["rounds"]] == [["no_teacher", "shipped"]] * 2
     assert "| no teacher (distillation_type: none) |" in result["markdown"]
+
+
+def test_teacher_pilot_runs_on_held_out_train_and_records_a_curve(tmp_path, monkeypatch):
+    """A tiny pilot of benchmarks/teacher_pilots.py: per-epoch held-out accuracies, the test split never read."""
+    import teacher_pilots
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (96, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    labels = torch.arange(96) % 10
+    monkeypatch.setattr(teacher_pilots, "OUT", tmp_path / "teacher_pilots.json")
+    monkeypatch.setattr(teacher_pilots, "load_uint8", lambda name: {"train": (images, labels)})
+    tiny = '{"embedding_size":8,"hidden_sizes":[8,16],"depths":[1,1],"layer_type":"basic"}'
+    teacher_pilots.main(["--pilot", "48px_whiten", "--arch", tiny, "--size", "32", "--epochs", "2", "--bs", "16",
+                         "--holdout", "32", "--dataset_name", "unused"])
+    saved = json.loads((tmp_path / "teacher_pilots.json").read_text())
+    epochs = saved["pilots"]["48px_whiten"]["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2] and all(0 <= e["heldout_top1"] <= 1 for e in epochs)
+    assert saved["pilots"]["48px_whiten"]["recipe"]["whiten"] == 2  # the pilot's flags, then the command line's
+    assert saved["pilots"]["48px_whiten"]["recipe"]["size"] == 32
+    assert "| 48px_whiten |" in saved["markdown"]
+
+
+def test_student_pilot_trains_on_a_train_only_view_and_scores_held_out_images(sample_dir, tiny_teacher, tmp_path):
+    """benchmarks/student_pilots.py: the run sees a dataset with no test split, so it evaluates on held-out train."""
+    import student_pilots
+
+    from helpers import TINY_STUDENT_ARGS
+
+    view = student_pilots.train_only_view(sample_dir, tmp_path / "view")
+    from datasets import load_dataset
+
+    assert list(load_dataset(str(view))) == ["train"]
+    out = tmp_path / "student_pilots.json"
+    result = student_pilots.main(["--pilot", "lr_1e-3", "--dataset_name", str(sample_dir), "--epochs", "1",
+                                  "--eval_every", "2", "--out", str(out), "--teacher_model_name_or_path",
+                                  str(tiny_teacher), "--max_train_samples", "40", "--max_eval_samples", "10",
+                                  "--per_device_train_batch_size", "16", *TINY_STUDENT_ARGS])
+    pilot = result["pilots"]["lr_1e-3"]
+    assert pilot["heldout_images"] == 10 and 0 <= pilot["heldout_fused_top1"] <= 1
+    assert "--learning_rate" in pilot["flags"] and pilot["curve"]
+    assert "| lr_1e-3 |" in json.loads(out.read_text())["markdown"]

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -228,7 +229,8 @@ def summarise(runs: list[dict]) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], environment: dict, test_images: int, train_images: int, teacher: str) -> str:
+def markdown(rows: list[dict], environment: dict, test_images: int, train_images: int, teacher: str,
+             runs: Optional[list[dict]] = None) -> str:
     binomial = 100 * math.sqrt(0.45 * 0.55 / test_images)
     lines = [
         "## Accuracy parity with an independent loop",
@@ -239,24 +241,34 @@ def markdown(rows: list[dict], environment: dict, test_images: int, train_images
         f"wd {RECIPE['weight_decay']}, cosine without warm-up, no clipping, fp32 student, "
         f"{RECIPE.get('teacher_dtype', 'float32')} teacher in both loops. Top-1 on the full {test_images:,}-image "
         f"test split (JPEG q75 copy). One run's binomial standard error is about {binomial:.1f} points; seeds move "
-        "runs by more, so the table compares means over seeds. s/step, all: training time over steps (hf-deit: the "
-        "Trainer's `train_runtime`, start-up included); median: the median step after 5 warm-up steps.",
+        "runs by more, so the table compares means over seeds.",
         "",
         "| loop | seeds | fused top-1 per seed (%) | fused mean (%) | ± s.e. over seeds | class head (%) | "
-        "distillation head (%) | s/step, all | s/step, median |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "distillation head (%) |",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
             f"| {row['row']} | {', '.join(map(str, row['seeds']))} | "
             f"{', '.join(f'{100 * v:.1f}' for v in row['fused'])} | {100 * row['fused_mean']:.1f} | "
-            f"{100 * row['fused_seed_stderr']:.1f} | {100 * row['cls_mean']:.1f} | {100 * row['distill_mean']:.1f} | "
-            f"{row['seconds_per_step']:.3f} | "
-            + ("n/a" if row.get("median_step_seconds") is None else f"{row['median_step_seconds']:.3f}") + " |"
+            f"{100 * row['fused_seed_stderr']:.1f} | {100 * row['cls_mean']:.1f} | {100 * row['distill_mean']:.1f} |"
         )
-    lines += ["", f"Machine: {describe_machine(environment)}. Reproduce: `python benchmarks/parity.py "
+    lines += ["", *speed_lines(runs or [])]
+    lines += ["", f"Machine of the last run: {describe_machine(environment)}. Reproduce: `python benchmarks/parity.py "
               "--dataset_name ../shared/data/cifar10`."]
     return "\n".join(lines)
+
+
+def speed_lines(runs: list[dict]) -> list[str]:
+    """Seconds per step compared only between runs on the same machine (seeds may run in different sessions)."""
+    lines = ["Speed, per machine and seed (s/step, all: training time over steps, start-up included for hf-deit; "
+             "median: the median step after 5 warm-up steps):", "",
+             "| machine | seed | loop | s/step, all | s/step, median |", "|---|---|---|---:|---:|"]
+    for run in sorted(runs, key=lambda r: (r.get("machine", ""), r["seed"], r["row"])):
+        median_step = run.get("median_step_seconds")
+        lines.append(f"| {run.get('machine', 'not recorded')} | {run['seed']} | {run['row']} | "
+                     f"{run['seconds_per_step']:.3f} | " + ("n/a" if median_step is None else f"{median_step:.3f}") + " |")
+    return lines
 
 
 def weights_digest(folder: Path) -> str:
@@ -299,11 +311,11 @@ def main(argv=None) -> list[dict]:
                 else:
                     result = run_hf_deit(data, args.teacher, seed, Path(tmp) / f"run-{seed}", RECIPE["teacher_dtype"],
                                          legacy_init=row != "hf-deit")
-                runs.append({"row": row, "seed": seed, **result})
+                runs.append({"row": row, "seed": seed, **result, "machine": describe_machine(machine())})
                 print(json.dumps(runs[-1]), flush=True)
                 rows = summarise(runs)
                 environment = machine()
-                page = markdown(rows, environment, test_images, args.train_images, key["teacher"])
+                page = markdown(rows, environment, test_images, args.train_images, key["teacher"], runs)
                 save_section({"key": key, "machine": environment, "runs": runs, "rows": rows, "markdown": page}, out)
     return runs
 

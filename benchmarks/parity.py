@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -229,8 +228,8 @@ def summarise(runs: list[dict]) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], environment: dict, test_images: int, train_images: int, teacher: str,
-             runs: Optional[list[dict]] = None) -> str:
+def markdown(rows: list[dict], runs: list[dict], environment: dict, test_images: int, train_images: int,
+             teacher: str) -> str:
     binomial = 100 * math.sqrt(0.45 * 0.55 / test_images)
     lines = [
         "## Accuracy parity with an independent loop",
@@ -253,7 +252,7 @@ def markdown(rows: list[dict], environment: dict, test_images: int, train_images
             f"{', '.join(f'{100 * v:.1f}' for v in row['fused'])} | {100 * row['fused_mean']:.1f} | "
             f"{100 * row['fused_seed_stderr']:.1f} | {100 * row['cls_mean']:.1f} | {100 * row['distill_mean']:.1f} |"
         )
-    lines += ["", *speed_lines(runs or [])]
+    lines += ["", *speed_lines(runs)]
     lines += ["", f"Machine of the last run: {describe_machine(environment)}. Reproduce: `python benchmarks/parity.py "
               "--dataset_name ../shared/data/cifar10`."]
     return "\n".join(lines)
@@ -315,7 +314,7 @@ def main(argv=None) -> list[dict]:
                 print(json.dumps(runs[-1]), flush=True)
                 rows = summarise(runs)
                 environment = machine()
-                page = markdown(rows, environment, test_images, args.train_images, key["teacher"], runs)
+                page = markdown(rows, runs, environment, test_images, args.train_images, key["teacher"])
                 save_section({"key": key, "machine": environment, "runs": runs, "rows": rows, "markdown": page}, out)
     return runs
 

@@ -376,6 +376,15 @@ class TeacherModelConfig:
     )
     whiten_images: int = field(default=500, metadata={"help": "Training images whose patches whiten_stem reads."})
 
+    def __post_init__(self) -> None:
+        if self.whiten_stem and self.model_name_or_path:
+            raise ConfigError(
+                f"whiten_stem would overwrite the trained first convolution of {self.model_name_or_path!r}",
+                "set whiten_stem: false to fine-tune a checkpoint, or drop model_name_or_path to train a new teacher",
+            )
+        if self.whiten_images < 1:
+            raise ConfigError(f"whiten_images must be >= 1, got {self.whiten_images}", "set whiten_images: 500")
+
 
 @dataclass
 class TeacherTrainingConfig(ImageTrainingArguments):

@@ -57,3 +57,12 @@ def test_teacher_trained_with_a_whitened_stem_keeps_it_frozen_and_loads_stock(sa
     stem = "resnet.embedder.embedder.convolution.weight"
     # Whitening filters come in +v / -v pairs; two SGD steps on a trainable layer would break the symmetry.
     torch.testing.assert_close(saved[stem][4:], -saved[stem][:4], atol=0, rtol=0)
+
+
+def test_whitening_a_checkpoint_is_refused_with_the_fix():
+    import pytest
+
+    from hf_deit.config import ConfigError, TeacherModelConfig
+
+    with pytest.raises(ConfigError, match="whiten_stem: false"):
+        TeacherModelConfig(model_name_or_path="models/teacher-cifar10-resnet", whiten_stem=True)

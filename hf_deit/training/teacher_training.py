@@ -102,7 +102,7 @@ def run_teacher_training(model_config: TeacherModelConfig, data_config: DataConf
         data_config, seed=training_args.seed, hold_out_for_selection=training_args.load_best_model_at_end
     )
     model, processor = build_teacher(model_config, data.id2label)
-    if model_config.whiten_stem and not model_config.model_name_or_path:
+    if model_config.whiten_stem:  # a new model only: TeacherModelConfig refuses it with a checkpoint
         whiten_first_convolution(model, preprocessed_train_images(data, processor, data_config, model_config.whiten_images))
     if model_config.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -32,6 +32,7 @@ NONFINITE_LOSS_CHECKS = ("auto", "step", "deferred", "off")
 TRAINING_ARGUMENTS_DOCS = "https://huggingface.co/docs/transformers/main_classes/trainer#transformers.TrainingArguments"
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
+ATTENTION_INITS = ("timm", "mimetic")
 
 
 class ConfigError(ValueError):
@@ -160,6 +161,11 @@ class ModelConfig:
         metadata={"help": "Student with a distillation token (DeiT); false: plain ViT, distilled on the class token."},
     )
     drop_path_rate: float = field(default=0.0, metadata={"help": "Stochastic depth of the student (DeiT: 0.1)."})
+    attention_init: str = field(
+        default="timm",
+        metadata={"help": "Attention weights of a new student: timm (as DeiT) or mimetic (query-key products near the "
+                  "identity, so attention starts local: faster learning on small data and short schedules)."},
+    )
     image_mean: Optional[list[float]] = field(
         default=None, metadata={"help": "Student normalisation mean (default: ImageNet's, as in DeiT)."}
     )
@@ -202,6 +208,14 @@ class ModelConfig:
             )
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}.")
+        if self.attention_init not in ATTENTION_INITS:
+            raise ConfigError(f"attention_init must be one of {ATTENTION_INITS}, got {self.attention_init!r}",
+                              "set attention_init: timm or mimetic")
+        if self.attention_init != "timm" and self.student_model_name_or_path is not None:
+            raise ConfigError(
+                f"attention_init: {self.attention_init} re-initialises a new student, but student_model_name_or_path "
+                f"({self.student_model_name_or_path!r}) starts from trained weights",
+                "drop attention_init to fine-tune the checkpoint, or drop student_model_name_or_path to start anew")
         for name in ("image_mean", "image_std"):
             value = getattr(self, name)
             if value is not None and len(value) != 3:

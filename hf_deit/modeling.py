@@ -165,6 +165,48 @@ def init_like_timm(model: PreTrainedModel) -> None:
                 torch.nn.init.trunc_normal_(parameter, std=0.02)
 
 
+MIMETIC_QUERY_KEY = (0.7, 0.7)
+"""(alpha, beta) of W_q^T W_k ~ alpha Z + beta I per head (Trockman & Kolter, 2023, their ViT setting)."""
+MIMETIC_VALUE_OUTPUT = (0.4, -0.4)
+"""(alpha, beta) of W_v^T W_o^T ~ alpha Z + beta I over all heads: near minus the identity."""
+
+
+def _factor_near_identity(dim: int, alpha: float, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(left, right)`` with ``left @ right == alpha Z + beta I`` (Z ~ N(0, 1/dim)), split evenly by an SVD so the
+    leading columns of ``left`` / rows of ``right`` give the best low-rank approximation of that product."""
+    target = alpha * torch.randn(dim, dim) / dim**0.5 + beta * torch.eye(dim)
+    u, s, vh = torch.linalg.svd(target)
+    root = s.sqrt()
+    return u * root, root[:, None] * vh
+
+
+def init_attention_mimetic(model: PreTrainedModel) -> None:
+    """Mimetic initialisation of every self-attention layer (Trockman & Kolter, "Mimetic Initialization of
+    Self-Attention Layers", ICML 2023).
+
+    Attention maps of trained ViTs are mostly local: each token's query matches its own key best (so,
+    through the position embeddings, its neighbours), and the value-output path acts like minus the
+    identity. A random init must learn that from data, which small datasets and short schedules cannot
+    afford. Here each head's ``W_q^T W_k`` starts as a rank-``head_dim`` approximation of
+    ``0.7 Z + 0.7 I``, and ``W_v^T W_o^T`` as ``0.4 Z - 0.4 I``. Only weights change, so the student
+    still saves and loads as a stock transformers model.
+    """
+    heads = model.config.num_attention_heads
+    with torch.no_grad():
+        for layer in _encoder_layers(model):
+            attention = layer.attention
+            dim = attention.q_proj.in_features
+            head_dim = dim // heads
+            for head in range(heads):
+                left, right = _factor_near_identity(dim, *MIMETIC_QUERY_KEY)
+                rows = slice(head * head_dim, (head + 1) * head_dim)
+                attention.q_proj.weight[rows] = left[:, :head_dim].T
+                attention.k_proj.weight[rows] = right[:head_dim]
+            left, right = _factor_near_identity(dim, *MIMETIC_VALUE_OUTPUT)
+            attention.v_proj.weight.copy_(left.T)
+            attention.o_proj.weight.copy_(right.T)
+
+
 def student_class(model_config: ModelConfig) -> type[PreTrainedModel]:
     """With the distillation token: DeiT. Without: a plain ViT (transformers' DeiT backbone always
     carries a distillation token, even under ``DeiTForImageClassification``; the paper's "usual
@@ -229,6 +271,8 @@ def build_student(
         config = student_config(model_config, id2label)
         model = model_class(config)
         init_like_timm(model)
+        if model_config.attention_init == "mimetic":
+            init_attention_mimetic(model)
         apply_drop_path(model, model_config.drop_path_rate)
         model.set_attn_implementation(model_config.attn_implementation)
         return model, student_image_processor(model_config)

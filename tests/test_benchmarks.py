@@ -5,6 +5,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -252,3 +254,34 @@ def test_student_pilot_trains_on_a_train_only_view_and_scores_held_out_images(sa
     assert pilot["heldout_images"] == 10 and 0 <= pilot["heldout_fused_top1"] <= 1
     assert "--learning_rate" in pilot["flags"] and pilot["curve"]
     assert "| lr_1e-3 |" in json.loads(out.read_text())["markdown"]
+
+
+def test_student_pilot_reads_its_own_view_not_a_cached_namesake(sample_dir, tmp_path, monkeypatch):
+    """`datasets` caches a local folder by its name and file patterns, so a "train_only" view of another dataset
+    loaded earlier (the sample, in these tests) must not be served in place of the pilot's own view."""
+    import datasets
+    import student_pilots
+
+    from hf_deit.data.datasets import load_image_classification_data
+    from hf_deit.training import distill
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "default_cache"))
+    namesake = tmp_path / "namesake"
+    (namesake / "plain_text").mkdir(parents=True)
+    (namesake / "README.md").write_text((sample_dir / "README.md").read_text())
+    sample_train = datasets.load_dataset(str(sample_dir), split="train", cache_dir=str(tmp_path / "c0"))
+    sample_train.select(range(7)).to_parquet(str(namesake / "plain_text" / "train-00000-of-00001.parquet"))
+    cached = datasets.load_dataset(str(student_pilots.train_only_view(namesake, tmp_path / "other" / "train_only")))
+    assert cached["train"].num_rows == 7
+
+    seen = {}
+
+    def read_data_only(model_config, data_config, training_args, callbacks=()):
+        data = load_image_classification_data(data_config, seed=0, hold_out_for_selection=False)
+        seen["images"] = len(data.train) + len(data.eval)
+        raise StopIteration
+
+    monkeypatch.setattr(distill, "run_distillation", read_data_only)
+    with pytest.raises(StopIteration):
+        student_pilots.run_pilot("shipped", sample_dir, 1, 10, tmp_path / "scratch", [])
+    assert seen["images"] == sample_train.num_rows

@@ -8,7 +8,8 @@ exactly from its last checkpoint when the script is started again, so a 90-minut
 the clock counts training steps only (evaluation and checkpoint writing excluded), carried across resumes
 in the Trainer's log history (``train_wall_s``).
 
-    python benchmarks/cifar10_students.py --mode hard --dataset_name ../shared/data/cifar10   # ~90 min
+    python benchmarks/cifar10_students.py --mode hard --dataset_name ../shared/data/cifar10   # the config's epochs
+    python benchmarks/cifar10_students.py --mode hard --budget_minutes 90 --dataset_name ../shared/data/cifar10
     python benchmarks/cifar10_students.py --table        # table + PNG from the finished runs
 
 Writes ``runs/students/<mode>/`` (the runs) and ``docs/results/students.json`` (a section of
@@ -67,6 +68,45 @@ class TrainingClock(TrainerCallback):
             state.log_history[-1]["train_wall_s"] = value
 
 
+class StepTimer(TrainerCallback):
+    """Wall time of each training step, and the number of steps an epoch holds."""
+
+    def __init__(self) -> None:
+        self.step_seconds: list[float] = []
+        self.steps_per_epoch = 0
+        self.last = 0.0
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        self.steps_per_epoch = len(train_dataloader) // max(args.gradient_accumulation_steps, 1)
+        self.last = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.perf_counter()
+        self.step_seconds.append(now - self.last)
+        self.last = now
+
+
+def epochs_for_budget(mode: str, dataset: str, minutes: float, extra: list[str], scratch: Path,
+                      config: Path = CONFIG, probe_steps: int = 24, margin: float = 0.97) -> dict:
+    """How many epochs of ``mode`` fit ``minutes`` of training on this machine: a short probe run of the same
+    recipe times its steps (the first quarter, warm-up and allocation, dropped) and the epochs follow, with a
+    small ``margin`` for the evaluations' effect on caches. The schedule needs its length up front, so a wall-time
+    budget is turned into epochs once, before the run."""
+    from hf_deit.config import parse_config
+    from hf_deit.training.distill import build_distillation_run
+
+    timer = StepTimer()
+    argv = ["--config", str(config), "--dataset_name", dataset, "--distillation_type", mode,
+            "--output_dir", str(scratch / f"probe-{mode}"), "--eval_strategy", "no", "--save_strategy", "no",
+            "--disable_tqdm", "true", *extra, "--max_steps", str(probe_steps)]
+    build_distillation_run(*parse_config(argv), callbacks=[timer]).trainer.train()
+    steady = sorted(timer.step_seconds[probe_steps // 4:])
+    seconds = steady[len(steady) // 2]
+    epochs = margin * minutes * 60 / (seconds * timer.steps_per_epoch)
+    return {"budget_minutes": minutes, "probe_seconds_per_step": seconds,
+            "steps_per_epoch": timer.steps_per_epoch, "num_train_epochs": round(epochs, 2)}
+
+
 def mode_argv(mode: str, dataset: str, eval_every: int, save_every: int, extra: list[str], runs: Path = RUNS,
               config: Path = CONFIG) -> list[str]:
     """The flags of one mode's run: the recipe file, this mode, the periodic evaluations and checkpoints."""
@@ -77,13 +117,21 @@ def mode_argv(mode: str, dataset: str, eval_every: int, save_every: int, extra: 
 
 
 def run_mode(mode: str, dataset: str, eval_every: int, save_every: int, extra: list[str], runs: Path = RUNS,
-             config: Path = CONFIG) -> dict:
+             config: Path = CONFIG, budget_minutes: float | None = None) -> dict:
     from hf_deit.training.checkpointing import last_complete_checkpoint
     from hf_deit.config import parse_config
     from hf_deit.training.distill import run_distillation
 
     argv = mode_argv(mode, dataset, eval_every, save_every, extra, runs, config)
-    if (runs / mode).is_dir() and last_complete_checkpoint(str(runs / mode)) is not None:
+    budget_file = runs / mode / "budget.json"
+    resuming = (runs / mode).is_dir() and last_complete_checkpoint(str(runs / mode)) is not None
+    if budget_minutes is not None and not resuming:
+        budget = epochs_for_budget(mode, dataset, budget_minutes, extra, runs / "probes", config)
+        budget_file.parent.mkdir(parents=True, exist_ok=True)
+        budget_file.write_text(json.dumps(budget, indent=2))
+    if budget_file.exists():  # a resumed run keeps the schedule its budget chose
+        argv += ["--num_train_epochs", str(json.loads(budget_file.read_text())["num_train_epochs"])]
+    if resuming:
         argv += ["--resume_from_checkpoint", "true"]
     metrics = run_distillation(*parse_config(argv), callbacks=[TrainingClock()])
     return metrics
@@ -203,6 +251,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--dataset_name", default="../shared/data/cifar10")
     parser.add_argument("--eval_every", type=int, default=200)
     parser.add_argument("--save_every", type=int, default=400)
+    parser.add_argument("--budget_minutes", type=float,
+                        help="train for this many minutes: a short probe of this machine's step time sets the epochs")
     parser.add_argument("--table", action="store_true", help="only assemble the table and the PNG")
     parser.add_argument("--runs_dir", default=str(RUNS))
     parser.add_argument("--config", default=str(CONFIG),
@@ -212,7 +262,8 @@ def main(argv=None) -> dict:
     args, extra = parser.parse_known_args(argv)
     runs, out = Path(args.runs_dir), Path(args.out)
     if args.mode and not args.table:
-        run_mode(args.mode, args.dataset_name, args.eval_every, args.save_every, extra, runs, Path(args.config))
+        run_mode(args.mode, args.dataset_name, args.eval_every, args.save_every, extra, runs, Path(args.config),
+                 args.budget_minutes)
     saved = json.loads(out.read_text()) if out.exists() else None
     result = table(machine(), runs, out.with_name(f"{out.stem}_time_to_accuracy.png"), Path(args.config), saved)
     save_section(result, out)

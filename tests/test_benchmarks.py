@@ -202,6 +202,37 @@ def test_students_benchmark_smoke_with_resume(sample_dir, tiny_teacher, tmp_path
     assert [r["fused"] for r in result["earlier_rows"]] == [0.123]  # the earlier teacher's row stays too
 
 
+def test_students_budget_turns_minutes_into_epochs_once(sample_dir, tiny_teacher, tmp_path, monkeypatch):
+    """--budget_minutes: a probe times this machine's steps, the run trains the epochs that fill the budget, and a
+    resumed run keeps that schedule instead of probing again."""
+    import math
+
+    import cifar10_students
+
+    from helpers import TINY_STUDENT_ARGS
+
+    runs = tmp_path / "runs"
+    flags = ["--mode", "hard", "--dataset_name", str(sample_dir), "--eval_every", "4", "--save_every", "4",
+             "--runs_dir", str(runs), "--out", str(tmp_path / "students.json"), "--budget_minutes", "0.02",
+             "--teacher_model_name_or_path", str(tiny_teacher), "--max_train_samples", "64",
+             "--eval_samples_during_training", "16", "--max_eval_samples", "32", "--per_device_train_batch_size", "16",
+             "--logging_steps", "2", *TINY_STUDENT_ARGS]
+    cifar10_students.main(flags)
+    budget = json.loads((runs / "hard" / "budget.json").read_text())
+    assert budget["steps_per_epoch"] == 4  # 64 images, batch 16
+    expected = 0.97 * 0.02 * 60 / (budget["probe_seconds_per_step"] * budget["steps_per_epoch"])
+    assert budget["num_train_epochs"] == pytest.approx(expected, abs=0.006)  # rounded to 2 decimals
+    state = json.loads((runs / "hard" / "trainer_state.json").read_text())
+    assert state["max_steps"] == math.ceil(budget["num_train_epochs"] * 4)
+
+    def no_second_probe(*args, **kwargs):
+        raise AssertionError("a resumed run must keep its budget's schedule")
+
+    monkeypatch.setattr(cifar10_students, "epochs_for_budget", no_second_probe)
+    cifar10_students.main(flags)  # resumes from the last checkpoint with the stored epochs
+    assert json.loads((runs / "hard" / "trainer_state.json").read_text())["max_steps"] == state["max_steps"]
+
+
 def test_student_speed_smoke(sample_dir, tmp_path):
     import student_speed
 

@@ -163,8 +163,9 @@ class ModelConfig:
     drop_path_rate: float = field(default=0.0, metadata={"help": "Stochastic depth of the student (DeiT: 0.1)."})
     attention_init: str = field(
         default="timm",
-        metadata={"help": "Attention weights of a new student: timm (as DeiT) or mimetic (query-key products near the "
-                  "identity, so attention starts local: faster learning on small data and short schedules)."},
+        metadata={"help": "Attention weights of a new student: timm (as DeiT) or mimetic (Trockman & Kolter, 2023: "
+                  "query-key products near the identity, so attention starts local). Mimetic learned slower in the "
+                  "CPU student's short pilots (docs/results/cifar10_cpu.md)."},
     )
     image_mean: Optional[list[float]] = field(
         default=None, metadata={"help": "Student normalisation mean (default: ImageNet's, as in DeiT)."}

@@ -186,8 +186,8 @@ def init_attention_mimetic(model: PreTrainedModel) -> None:
 
     Attention maps of trained ViTs are mostly local: each token's query matches its own key best (so,
     through the position embeddings, its neighbours), and the value-output path acts like minus the
-    identity. A random init must learn that from data, which small datasets and short schedules cannot
-    afford. Here each head's ``W_q^T W_k`` starts as a rank-``head_dim`` approximation of
+    identity. The paper reports that starting there helps ViTs trained from scratch on small datasets;
+    the CPU student's pilots measure it (``docs/results/cifar10_cpu.md``). Here each head's ``W_q^T W_k`` starts as a rank-``head_dim`` approximation of
     ``0.7 Z + 0.7 I``, and ``W_v^T W_o^T`` as ``0.4 Z - 0.4 I``. Only weights change, so the student
     still saves and loads as a stock transformers model.
     """

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
-from timing import REPO, RESULTS, describe_machine, machine  # noqa: E402
+from timing import REPO, RESULTS, StepTimer, describe_machine, machine  # noqa: E402
 
 MODES = ("hard", "soft", "none")
 THRESHOLDS = (0.60, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
@@ -68,22 +69,14 @@ class TrainingClock(TrainerCallback):
             state.log_history[-1]["train_wall_s"] = value
 
 
-class StepTimer(TrainerCallback):
-    """Wall time of each training step, and the number of steps an epoch holds."""
+class ProbeTimer(StepTimer):
+    """The step times of a probe run, and how many steps an epoch of it holds."""
 
-    def __init__(self) -> None:
-        self.step_seconds: list[float] = []
-        self.steps_per_epoch = 0
-        self.last = 0.0
+    steps_per_epoch = 0
 
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
         self.steps_per_epoch = len(train_dataloader) // max(args.gradient_accumulation_steps, 1)
-        self.last = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        now = time.perf_counter()
-        self.step_seconds.append(now - self.last)
-        self.last = now
+        super().on_train_begin(args, state, control, **kwargs)
 
 
 def epochs_for_budget(mode: str, dataset: str, minutes: float, extra: list[str], scratch: Path,
@@ -95,13 +88,14 @@ def epochs_for_budget(mode: str, dataset: str, minutes: float, extra: list[str],
     from hf_deit.config import parse_config
     from hf_deit.training.distill import build_distillation_run
 
-    timer = StepTimer()
+    timer = ProbeTimer(warmup_steps=probe_steps // 4)
     argv = ["--config", str(config), "--dataset_name", dataset, "--distillation_type", mode,
             "--output_dir", str(scratch / f"probe-{mode}"), "--eval_strategy", "no", "--save_strategy", "no",
             "--disable_tqdm", "true", *extra, "--max_steps", str(probe_steps)]
-    build_distillation_run(*parse_config(argv), callbacks=[timer]).trainer.train()
-    steady = sorted(timer.step_seconds[probe_steps // 4:])
-    seconds = steady[len(steady) // 2]
+    run = build_distillation_run(*parse_config(argv), callbacks=[timer])
+    timer.device = run.trainer.args.device
+    run.trainer.train()
+    seconds = statistics.median(timer.step_seconds)
     epochs = margin * minutes * 60 / (seconds * timer.steps_per_epoch)
     return {"budget_minutes": minutes, "probe_seconds_per_step": seconds,
             "steps_per_epoch": timer.steps_per_epoch, "num_train_epochs": round(epochs, 2)}

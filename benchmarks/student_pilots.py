@@ -26,12 +26,16 @@ from cifar10_students import CONFIG, TrainingClock, curve  # noqa: E402
 from results_page import save_section  # noqa: E402
 from timing import RESULTS, describe_machine, machine  # noqa: E402
 
+WIDTH_128_DEPTH_6 = ["--hidden_size", "128", "--num_hidden_layers", "6", "--num_attention_heads", "4",
+                     "--intermediate_size", "512"]
 PILOTS = {
     "shipped": ("DeiT 192 wide x 5 layers, lr 2e-3 (the CPU student's recipe)", []),
     "lr_1e-3": ("the same, lr 1e-3", ["--learning_rate", "0.001"]),
     "lr_4e-3": ("the same, lr 4e-3", ["--learning_rate", "0.004"]),
-    "w128_d6": ("128 wide x 6 layers, 4 heads", ["--hidden_size", "128", "--num_hidden_layers", "6",
-                                                 "--num_attention_heads", "4", "--intermediate_size", "512"]),
+    "w128_d6": ("128 wide x 6 layers, 4 heads", WIDTH_128_DEPTH_6),
+    "w128_d6_lr_1e-3": ("128 wide x 6 layers, 4 heads, lr 1e-3", [*WIDTH_128_DEPTH_6, "--learning_rate", "0.001"]),
+    "w128_d8_lr_1e-3": ("128 wide x 8 layers, 4 heads, lr 1e-3", [*WIDTH_128_DEPTH_6, "--num_hidden_layers", "8",
+                                                                "--learning_rate", "0.001"]),
     "w256_d6": ("256 wide x 6 layers, 4 heads", ["--hidden_size", "256", "--num_hidden_layers", "6",
                                                  "--num_attention_heads", "4", "--intermediate_size", "1024"]),
     "d8": ("192 wide x 8 layers", ["--num_hidden_layers", "8"]),

@@ -123,7 +123,7 @@ def run_mode(mode: str, dataset: str, eval_every: int, save_every: int, extra: l
         budget = epochs_for_budget(mode, dataset, budget_minutes, extra, runs / "probes", config)
         budget_file.parent.mkdir(parents=True, exist_ok=True)
         budget_file.write_text(json.dumps(budget, indent=2))
-    if budget_file.exists():  # a resumed run keeps the schedule its budget chose
+    if budget_file.exists() and (resuming or budget_minutes is not None):  # a resumed run keeps its budget's schedule
         argv += ["--num_train_epochs", str(json.loads(budget_file.read_text())["num_train_epochs"])]
     if resuming:
         argv += ["--resume_from_checkpoint", "true"]

@@ -187,9 +187,9 @@ def init_attention_mimetic(model: PreTrainedModel) -> None:
     Attention maps of trained ViTs are mostly local: each token's query matches its own key best (so,
     through the position embeddings, its neighbours), and the value-output path acts like minus the
     identity. The paper reports that starting there helps ViTs trained from scratch on small datasets;
-    the CPU student's pilots measure it (``docs/results/cifar10_cpu.md``). Here each head's ``W_q^T W_k`` starts as a rank-``head_dim`` approximation of
-    ``0.7 Z + 0.7 I``, and ``W_v^T W_o^T`` as ``0.4 Z - 0.4 I``. Only weights change, so the student
-    still saves and loads as a stock transformers model.
+    the CPU student's pilots measure it (``docs/results/cifar10_cpu.md``). Here each head's ``W_q^T W_k``
+    starts as a rank-``head_dim`` approximation of ``0.7 Z + 0.7 I``, and ``W_v^T W_o^T`` as
+    ``0.4 Z - 0.4 I``. Only weights change, so the student still saves and loads as a stock transformers model.
     """
     heads = model.config.num_attention_heads
     with torch.no_grad():

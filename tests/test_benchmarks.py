@@ -232,6 +232,12 @@ def test_students_budget_turns_minutes_into_epochs_once(sample_dir, tiny_teacher
     cifar10_students.main(flags)  # resumes from the last checkpoint with the stored epochs
     assert json.loads((runs / "hard" / "trainer_state.json").read_text())["max_steps"] == state["max_steps"]
 
+    for checkpoint in (runs / "hard").glob("checkpoint-*"):  # a fresh run without a budget: the config's epochs
+        shutil.rmtree(checkpoint)
+    unbudgeted = [flag for flag in flags if flag not in ("--budget_minutes", "0.02")]
+    cifar10_students.main(unbudgeted + ["--num_train_epochs", "1"])
+    assert json.loads((runs / "hard" / "trainer_state.json").read_text())["max_steps"] == 4
+
 
 def test_student_speed_smoke(sample_dir, tmp_path):
     import student_speed

@@ -168,10 +168,39 @@ def students_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def table(environment: dict, runs: Path = RUNS, png: Path = RESULTS / "students_time_to_accuracy.png",
-          config: Path = CONFIG, saved: dict | None = None) -> dict:
+def budget_minutes(mode: str, runs: Path = RUNS) -> float | None:
+    """The minutes a budgeted run was sized for (``--budget_minutes``), None for a run of the config's epochs."""
+    budget = runs / mode / "budget.json"
+    return json.loads(budget.read_text())["budget_minutes"] if budget.exists() else None
+
+
+def shown(path: Path) -> str:
+    """A path as a command run from the repository root spells it."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def reproduce(rows: list[dict], config: Path, runs: Path, out: Path) -> str:
+    """The command that trains one mode of this table: the defaults' flags left out, the rest spelt out."""
+    flags = ["python benchmarks/cifar10_students.py --mode MODE --dataset_name ../shared/data/cifar10"]
+    budgets = {row.get("budget_minutes") for row in rows} - {None}
+    if len(budgets) == 1:
+        flags.append(f"--budget_minutes {budgets.pop():g}")
+    if config.resolve() != CONFIG.resolve():
+        flags.append(f"--config {shown(config)}")
+    if runs.resolve() != RUNS.resolve():
+        flags.append(f"--runs_dir {shown(runs)}")
+    if out.resolve() != (RESULTS / "students.json").resolve():
+        flags.append(f"--out {shown(out)}")
+    return " ".join(flags)
+
+
+def table(environment: dict, runs: Path = RUNS, out: Path = RESULTS / "students.json", config: Path = CONFIG,
+          saved: dict | None = None) -> dict:
     """The page from every finished mode: its run folder when it is here, else its row and curve in ``saved``
-    (the last JSON), since run folders stay on the machine that trained them and modes span sessions."""
+    (the last JSON), since run folders stay on the machine that trained them and modes span sessions. The
+    time-to-accuracy plot goes next to ``out``."""
+    png = out.with_name(f"{out.stem}_time_to_accuracy.png")
     rows, curves = [], {}
     saved_rows = {row["mode"]: row for row in (saved or {}).get("rows", [])}
     earlier = list((saved or {}).get("earlier_rows", []))
@@ -193,12 +222,13 @@ def table(environment: dict, runs: Path = RUNS, png: Path = RESULTS / "students_
             "minutes_to": {f"{t:.0%}": minutes_to(curves[mode], t) for t in THRESHOLDS},
             "epochs_to": {f"{t:.0%}": minutes_to(curves[mode], t, column=2) for t in THRESHOLDS},
             "seconds_per_step": round(seconds_per_step(mode, runs), 4),
+            "budget_minutes": budget_minutes(mode, runs),
         })
     if curves:
         plot(curves, png)
     binomial = 100 * math.sqrt(0.85 * 0.15 / 10000)
-    lines = ["## The students: hard vs soft vs none", "",
-             f"One recipe (`{config.resolve().relative_to(REPO)}`) and budget; only `distillation_type` changes. "
+    lines = [f"## The students of `{config.name}`: hard vs soft vs none", "",
+             f"One recipe (`{shown(config)}`) and budget; only `distillation_type` changes. "
              f"Top-1 on all 10,000 test images at the end of training (one standard error ≈ {binomial:.1f} points).",
              "", *students_table(rows)]
     lines += ["", "Minutes of training to reach a fused top-1 on the first 2,000 test images (periodic evaluations; "
@@ -215,8 +245,8 @@ def table(environment: dict, runs: Path = RUNS, png: Path = RESULTS / "students_
         lines += ["", "Earlier runs of a mode, distilled from another teacher (kept when the mode was re-run):", "",
                   *students_table(earlier)]
     lines += ["", f"![test accuracy against training time]({png.name})", "",
-              f"Reproduce: `python benchmarks/cifar10_students.py --mode MODE --dataset_name ../shared/data/cifar10` "
-              f"for each mode, then `--table`. Machine: {describe_machine(environment)}."]
+              f"Reproduce: `{reproduce(rows, config, runs, out)}` for each mode, then the same with `--table` in "
+              f"place of `--mode MODE`. Machine: {describe_machine(environment)}."]
     return {"rows": rows, "earlier_rows": earlier, "curves": curves, "machine": environment,
             "markdown": "\n".join(lines)}
 
@@ -259,7 +289,7 @@ def main(argv=None) -> dict:
         run_mode(args.mode, args.dataset_name, args.eval_every, args.save_every, extra, runs, Path(args.config),
                  args.budget_minutes)
     saved = json.loads(out.read_text()) if out.exists() else None
-    result = table(machine(), runs, out.with_name(f"{out.stem}_time_to_accuracy.png"), Path(args.config), saved)
+    result = table(machine(), runs, out, Path(args.config), saved)
     save_section(result, out)
     return result
 

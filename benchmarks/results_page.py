@@ -41,6 +41,9 @@ PAGES = {
         ("teacher_speed", "python benchmarks/teacher_speed.py", "What each speed choice of the teacher buys"),
         ("parity", "python benchmarks/parity.py", "Accuracy parity with an independent loop"),
         ("student_pilots", "python benchmarks/student_pilots.py --table", "Student pilots"),
+        ("students_w128", "python benchmarks/cifar10_students.py --table --config configs/cifar10_cpu_student_w128.yaml "
+         "--runs_dir runs/students_w128 --out docs/results/students_w128.json",
+         "The students of `cifar10_cpu_student_w128.yaml`: hard vs soft vs none"),
         ("students", "python benchmarks/cifar10_students.py --table", "The students: hard vs soft vs none"),
         ("student_speed", "python benchmarks/student_speed.py", "What each speed choice of the student buys"),
         ("shipped_student", "python benchmarks/ship_student.py", "The shipped student"),

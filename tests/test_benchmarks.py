@@ -188,6 +188,9 @@ def test_students_benchmark_smoke_with_resume(sample_dir, tiny_teacher, tmp_path
     assert row["mode"] == "hard" and 0 <= row["fused"] <= 1 and row["seconds_per_step"] > 0
     assert set(row["epochs_to"]) == set(row["minutes_to"]) == {"60%", "70%", "75%", "80%", "85%", "90%", "95%"}
     assert "| hard |" in result["markdown"] and (tmp_path / "students_time_to_accuracy.png").stat().st_size > 0
+    assert "## The students of `cifar10_cpu_student.yaml`" in result["markdown"]
+    assert (f"--mode MODE --dataset_name ../shared/data/cifar10 --runs_dir {tmp_path / 'runs'} "
+            f"--out {tmp_path / 'students.json'}`") in result["markdown"]  # the command names this table's files
     saved = json.loads((tmp_path / "students.json").read_text())  # a row distilled from an earlier teacher
     saved["rows"][0] = {**row, "teacher": row["teacher"] - 0.1, "fused": 0.123}
     (tmp_path / "students.json").write_text(json.dumps(saved))
@@ -217,7 +220,8 @@ def test_students_budget_turns_minutes_into_epochs_once(sample_dir, tiny_teacher
              "--teacher_model_name_or_path", str(tiny_teacher), "--max_train_samples", "64",
              "--eval_samples_during_training", "16", "--max_eval_samples", "32", "--per_device_train_batch_size", "16",
              "--logging_steps", "2", *TINY_STUDENT_ARGS]
-    cifar10_students.main(flags)
+    result = cifar10_students.main(flags)
+    assert result["rows"][0]["budget_minutes"] == 0.02 and "--budget_minutes 0.02 --runs_dir" in result["markdown"]
     budget = json.loads((runs / "hard" / "budget.json").read_text())
     assert budget["steps_per_epoch"] == 4  # 64 images, batch 16
     expected = 0.97 * 0.02 * 60 / (budget["probe_seconds_per_step"] * budget["steps_per_epoch"])

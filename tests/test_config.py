@@ -2,7 +2,12 @@
 
 import pytest
 
-from hf_deit.config import ConfigError, DataConfig, DistillationConfig, ModelConfig, parse_config
+from pathlib import Path
+
+from hf_deit.config import (ConfigError, DataConfig, DistillationConfig, ModelConfig, TeacherModelConfig,
+                            TeacherTrainingConfig, parse_config)
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def write(tmp_path, text):
@@ -38,6 +43,17 @@ def test_quickstart_config_parses():
     assert data.dataset_name == "data/cifar10-sample"
     assert model.teacher_model_name_or_path == "models/teacher-cifar10-resnet"
     assert train.distillation_type == "hard"
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in CONFIGS.glob("*.yaml")))
+def test_every_shipped_run_config_parses(name):
+    """A shipped recipe with a renamed or misspelt key would fail only when someone runs it."""
+    teacher = name.startswith("teacher")
+    types = (TeacherModelConfig, DataConfig, TeacherTrainingConfig) if teacher else (
+        ModelConfig, DataConfig, DistillationConfig)
+    extra = [] if teacher else ["--dataset_name", "data/cifar10-sample", "--teacher_model_name_or_path", "t"]
+    model, data, train = parse_config(["--config", str(CONFIGS / name), *extra], dataclass_types=types)
+    assert train.num_train_epochs > 0 and train.learning_rate > 0
 
 
 def test_unknown_yaml_key_names_close_match(tmp_path):

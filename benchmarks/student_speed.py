@@ -1,10 +1,12 @@
-"""What each speed choice of the CPU student buys: training images/s of ``configs/cifar10_cpu_student.yaml``
-(hard distillation, the teacher's forward included) through ``scripts/distill.py``'s own path, one switch
-changed at a time.
+"""What each speed choice of the CPU student buys: training images/s of a student config (``--config``,
+by default ``configs/cifar10_cpu_student.yaml``; hard distillation, the teacher's forward included) through
+``scripts/distill.py``'s own path, one switch changed at a time.
 
-  shipped        eager attention, bf16 autocast, device-resident data, 192 wide x 5 layers (the committed config)
+  shipped        the config as committed (cifar10_cpu_student.yaml: eager attention, bf16 autocast,
+                 device-resident data, 192 wide x 5 layers)
   sdpa           attn_implementation: sdpa
   fp32           bf16: false (the teacher follows: teacher_dtype auto is fp32 then)
+  bf16           bf16: true, for a config that trains in fp32
   data_loader    device_resident_data: false (PIL crop/flip per image, no worker)
   compile        torch_compile: true (warm-up steps absorb the compilation)
   narrow_deep    128 wide x 6 layers, 4 heads (the quickstart's shape)
@@ -15,6 +17,9 @@ in ``--rounds`` rotated rounds; the table gives the median images/s and the medi
 config within a round (robust to drifts of a shared machine).
 
     python benchmarks/student_speed.py --dataset_name ../shared/data/cifar10        # ~10 min on 2 CPU cores
+    python benchmarks/student_speed.py --dataset_name ../shared/data/cifar10 \
+        --config configs/cifar10_cpu_student_w128.yaml --variants shipped bf16 sdpa compile no_teacher \
+        --out docs/results/student_speed_w128.json
 """
 
 from __future__ import annotations
@@ -31,10 +36,12 @@ from timing import REPO, RESULTS, StepTimer, rotated_rounds, variant_speed_secti
 from hf_deit.config import parse_config  # noqa: E402
 from hf_deit.training.distill import run_distillation  # noqa: E402
 
+CONFIG = REPO / "configs" / "cifar10_cpu_student.yaml"
 VARIANTS = {
     "shipped": ("shipped: eager, bf16, device-resident, 192 x 5", ()),
     "sdpa": ("SDPA attention", ("--attn_implementation", "sdpa")),
     "fp32": ("fp32 (bf16: false)", ("--bf16", "false")),
+    "bf16": ("bf16 autocast (bf16: true)", ("--bf16", "true")),
     "data_loader": ("data-loader, 0 workers", ("--device_resident_data", "false", "--dataloader_num_workers", "0")),
     "compile": ("torch.compile", ("--torch_compile", "true")),
     "narrow_deep": ("128 wide x 6 layers, 4 heads", ("--hidden_size", "128", "--num_hidden_layers", "6",
@@ -45,7 +52,7 @@ VARIANTS = {
 
 def run_variant(name: str, args, scratch: str) -> float:
     timer = StepTimer(args.warmup)
-    argv = ["--config", str(REPO / "configs" / "cifar10_cpu_student.yaml"), "--dataset_name", args.dataset_name,
+    argv = ["--config", args.config, "--dataset_name", args.dataset_name,
             "--max_train_samples", str(args.train_images), "--max_eval_samples", "8",
             "--max_steps", str(args.warmup + args.steps), "--output_dir", f"{scratch}/{name}",
             "--save_strategy", "no", "--logging_steps", "1000", "--disable_tqdm", "true", *VARIANTS[name][1]]
@@ -54,22 +61,34 @@ def run_variant(name: str, args, scratch: str) -> float:
     return configs[2].per_device_train_batch_size / timer.median_seconds_per_step
 
 
+def reproduce(args) -> str:
+    """The command that re-times this table: the defaults' flags left out."""
+    command = f"python benchmarks/student_speed.py --dataset_name {args.dataset_name}"
+    if Path(args.config).resolve() != CONFIG.resolve():
+        command += f" --config {args.config} --variants {' '.join(args.variants)} --out {args.out}"
+    return command
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset_name", default="../shared/data/cifar10")
+    parser.add_argument("--config", default=str(CONFIG), help="the student recipe whose speed choices are timed")
     parser.add_argument("--train_images", type=int, default=5120)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=[name for name in VARIANTS if name != "bf16"],
+                        choices=list(VARIANTS))
     parser.add_argument("--out", default=str(RESULTS / "student_speed.json"))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         rounds = rotated_rounds(args.variants, lambda name: run_variant(name, args, scratch), args.rounds)
     setup = (f"{args.rounds} rotated rounds of {args.warmup} warm-up + {args.steps} timed steps at batch 256 on "
              f"{args.train_images:,} images, hard distillation")
-    result = variant_speed_section(args.variants, {key: label for key, (label, _) in VARIANTS.items()}, rounds, setup,
-                                   "python benchmarks/student_speed.py --dataset_name ../shared/data/cifar10")
+    labels = {key: label for key, (label, _) in VARIANTS.items()}
+    if Path(args.config).resolve() != CONFIG.resolve():
+        labels["shipped"] = f"{Path(args.config).name} as committed"
+    result = variant_speed_section(args.variants, labels, rounds, setup, reproduce(args))
     save_section(result, Path(args.out))
     return result
 

@@ -208,6 +208,7 @@ def test_students_benchmark_smoke_with_resume(sample_dir, tiny_teacher, tmp_path
 def test_students_budget_turns_minutes_into_epochs_once(sample_dir, tiny_teacher, tmp_path, monkeypatch):
     """--budget_minutes: a probe times this machine's steps, the run trains the epochs that fill the budget, and a
     resumed run keeps that schedule instead of probing again."""
+    import inspect
     import math
 
     import cifar10_students
@@ -224,7 +225,8 @@ def test_students_budget_turns_minutes_into_epochs_once(sample_dir, tiny_teacher
     assert result["rows"][0]["budget_minutes"] == 0.02 and "--budget_minutes 0.02 --runs_dir" in result["markdown"]
     budget = json.loads((runs / "hard" / "budget.json").read_text())
     assert budget["steps_per_epoch"] == 4  # 64 images, batch 16
-    expected = 0.97 * 0.02 * 60 / (budget["probe_seconds_per_step"] * budget["steps_per_epoch"])
+    margin = inspect.signature(cifar10_students.epochs_for_budget).parameters["margin"].default
+    expected = margin * 0.02 * 60 / (budget["probe_seconds_per_step"] * budget["steps_per_epoch"])
     assert budget["num_train_epochs"] == pytest.approx(expected, abs=0.006)  # rounded to 2 decimals
     state = json.loads((runs / "hard" / "trainer_state.json").read_text())
     assert state["max_steps"] == math.ceil(budget["num_train_epochs"] * 4)
@@ -248,11 +250,14 @@ def test_student_speed_smoke(sample_dir, tmp_path):
 
     result = student_speed.main(["--dataset_name", str(sample_dir), "--train_images", "64", "--steps", "1",
                                  "--warmup", "1", "--rounds", "2", "--variants", "shipped", "no_teacher",
+                                 "--config", "configs/cifar10_cpu_student_w128.yaml",
                                  "--out", str(tmp_path / "student_speed.json")])
     rows = {row["variant"]: row for row in result["rows"]}
     assert rows["shipped"]["vs_shipped"] == 1.0 and rows["no_teacher"]["images_per_s"] > 0
     assert [sorted(r) for r in result["rounds"]] == [["no_teacher", "shipped"]] * 2
     assert "| no teacher (distillation_type: none) |" in result["markdown"]
+    assert "| cifar10_cpu_student_w128.yaml as committed |" in result["markdown"]  # not the default config's label
+    assert "--config configs/cifar10_cpu_student_w128.yaml --variants shipped no_teacher --out" in result["markdown"]
 
 
 def test_teacher_pilot_runs_on_held_out_train_and_records_a_curve(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ by default ``configs/cifar10_cpu_student.yaml``; hard distillation, the teacher'
   shipped        the config as committed (cifar10_cpu_student.yaml: eager attention, bf16 autocast,
                  device-resident data, 192 wide x 5 layers)
   sdpa           attn_implementation: sdpa
-  fp32           bf16: false (the teacher follows: teacher_dtype auto is fp32 then)
+  fp32           bf16: false (the student only: teacher_dtype auto keeps the teacher in bf16 where native)
   bf16           bf16: true, for a config that trains in fp32
   data_loader    device_resident_data: false (PIL crop/flip per image, no worker)
   compile        torch_compile: true (warm-up steps absorb the compilation)

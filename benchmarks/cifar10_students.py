@@ -36,6 +36,7 @@ MODES = ("hard", "soft", "none")
 THRESHOLDS = (0.60, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
 CONFIG = REPO / "configs" / "cifar10_cpu_student.yaml"
 RUNS = REPO / "runs" / "students"
+DATASET = "../shared/data/cifar10"  # the local CIFAR-10 copy the results page was measured on
 
 
 class TrainingClock(TrainerCallback):
@@ -181,9 +182,9 @@ def shown(path: Path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
-def reproduce(rows: list[dict], config: Path, runs: Path, out: Path) -> str:
+def reproduce(rows: list[dict], dataset: str, config: Path, runs: Path, out: Path) -> str:
     """The command that trains one mode of this table: the defaults' flags left out, the rest spelt out."""
-    flags = ["python benchmarks/cifar10_students.py --mode MODE --dataset_name ../shared/data/cifar10"]
+    flags = [f"python benchmarks/cifar10_students.py --mode MODE --dataset_name {dataset}"]
     budgets = {row.get("budget_minutes") for row in rows} - {None}
     if len(budgets) == 1:
         flags.append(f"--budget_minutes {budgets.pop():g}")
@@ -197,7 +198,7 @@ def reproduce(rows: list[dict], config: Path, runs: Path, out: Path) -> str:
 
 
 def table(environment: dict, runs: Path = RUNS, out: Path = RESULTS / "students.json", config: Path = CONFIG,
-          saved: dict | None = None) -> dict:
+          saved: dict | None = None, dataset: str = DATASET) -> dict:
     """The page from every finished mode: its run folder when it is here, else its row and curve in ``saved``
     (the last JSON), since run folders stay on the machine that trained them and modes span sessions. The
     time-to-accuracy plot goes next to ``out``."""
@@ -246,7 +247,7 @@ def table(environment: dict, runs: Path = RUNS, out: Path = RESULTS / "students.
         lines += ["", "Earlier runs of a mode, distilled from another teacher (kept when the mode was re-run):", "",
                   *students_table(earlier)]
     lines += ["", f"![test accuracy against training time]({png.name})", "",
-              f"Reproduce: `{reproduce(rows, config, runs, out)}` for each mode, then the same with `--table` in "
+              f"Reproduce: `{reproduce(rows, dataset, config, runs, out)}` for each mode, then the same with `--table` in "
               f"place of `--mode MODE`. Machine: {describe_machine(environment)}."]
     return {"rows": rows, "earlier_rows": earlier, "curves": curves, "machine": environment,
             "markdown": "\n".join(lines)}
@@ -273,7 +274,7 @@ def plot(curves: dict, out: Path) -> None:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mode", choices=MODES)
-    parser.add_argument("--dataset_name", default="../shared/data/cifar10")
+    parser.add_argument("--dataset_name", default=DATASET)
     parser.add_argument("--eval_every", type=int, default=200)
     parser.add_argument("--save_every", type=int, default=400)
     parser.add_argument("--budget_minutes", type=float,
@@ -290,7 +291,7 @@ def main(argv=None) -> dict:
         run_mode(args.mode, args.dataset_name, args.eval_every, args.save_every, extra, runs, Path(args.config),
                  args.budget_minutes)
     saved = json.loads(out.read_text()) if out.exists() else None
-    result = table(machine(), runs, out, Path(args.config), saved)
+    result = table(machine(), runs, out, Path(args.config), saved, args.dataset_name)
     save_section(result, out)
     return result
 

@@ -189,8 +189,8 @@ def test_students_benchmark_smoke_with_resume(sample_dir, tiny_teacher, tmp_path
     assert set(row["epochs_to"]) == set(row["minutes_to"]) == {"60%", "70%", "75%", "80%", "85%", "90%", "95%"}
     assert "| hard |" in result["markdown"] and (tmp_path / "students_time_to_accuracy.png").stat().st_size > 0
     assert "## The students of `cifar10_cpu_student.yaml`" in result["markdown"]
-    assert (f"--mode MODE --dataset_name ../shared/data/cifar10 --runs_dir {tmp_path / 'runs'} "
-            f"--out {tmp_path / 'students.json'}`") in result["markdown"]  # the command names this table's files
+    assert (f"--mode MODE --dataset_name {sample_dir} --runs_dir {tmp_path / 'runs'} "
+            f"--out {tmp_path / 'students.json'}`") in result["markdown"]  # the command names this run's data and files
     saved = json.loads((tmp_path / "students.json").read_text())  # a row distilled from an earlier teacher
     saved["rows"][0] = {**row, "teacher": row["teacher"] - 0.1, "fused": 0.123}
     (tmp_path / "students.json").write_text(json.dumps(saved))

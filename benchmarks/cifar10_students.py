@@ -1,9 +1,9 @@
 """The CIFAR-10 students of docs/results/cifar10_cpu.md: hard / soft / none at one recipe and budget, with
 test accuracy against training wall time.
 
-Each mode trains ``configs/cifar10_cpu_student.yaml`` on the 50,000 training images through
-``hf_deit.training.distill.main``, evaluates every ``--eval_every`` steps on the first 2,000 test images (the curve)
-and once at the end on all 10,000 (the table). A run checkpoints every ``--save_every`` steps and resumes
+Each mode trains one student config (``--config``, default ``configs/cifar10_cpu_student.yaml``) on the
+50,000 training images through ``hf_deit.training.distill.main``, evaluates every ``--eval_every`` steps on
+the first 2,000 test images (the curve) and once at the end on all 10,000 (the table). A run checkpoints every ``--save_every`` steps and resumes
 exactly from its last checkpoint when the script is started again, so a 90-minute run may span sessions;
 the clock counts training steps only (evaluation and checkpoint writing excluded), carried across resumes
 in the Trainer's log history (``train_wall_s``).
@@ -12,8 +12,9 @@ in the Trainer's log history (``train_wall_s``).
     python benchmarks/cifar10_students.py --mode hard --budget_minutes 90 --dataset_name ../shared/data/cifar10
     python benchmarks/cifar10_students.py --table        # table + PNG from the finished runs
 
-Writes ``runs/students/<mode>/`` (the runs) and ``docs/results/students.json`` (a section of
-``docs/results/cifar10_cpu.md``) plus ``docs/results/students_time_to_accuracy.png``.
+Writes ``<--runs_dir>/<mode>/`` (the runs; default ``runs/students``) and ``--out`` (default
+``docs/results/students.json``, a section of ``docs/results/cifar10_cpu.md``) plus its
+``*_time_to_accuracy.png`` beside it.
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@ test accuracy against training wall time.
 
 Each mode trains one student config (``--config``, default ``configs/cifar10_cpu_student.yaml``) on the
 50,000 training images through ``hf_deit.training.distill.main``, evaluates every ``--eval_every`` steps on
-the first 2,000 test images (the curve) and once at the end on all 10,000 (the table). A run checkpoints every ``--save_every`` steps and resumes
-exactly from its last checkpoint when the script is started again, so a 90-minute run may span sessions;
-the clock counts training steps only (evaluation and checkpoint writing excluded), carried across resumes
-in the Trainer's log history (``train_wall_s``).
+the first 2,000 test images (the curve) and once at the end on all 10,000 (the table). A run checkpoints
+every ``--save_every`` steps and resumes exactly from its last checkpoint when the script is started
+again, so a 90-minute run may span sessions; the clock counts training steps only (evaluation and checkpoint
+writing excluded), carried across resumes in the Trainer's log history (``train_wall_s``).
 
     python benchmarks/cifar10_students.py --mode hard --dataset_name ../shared/data/cifar10   # the config's epochs
     python benchmarks/cifar10_students.py --mode hard --budget_minutes 90 --dataset_name ../shared/data/cifar10
@@ -31,13 +31,12 @@ from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
-from timing import REPO, RESULTS, StepTimer, describe_machine, machine  # noqa: E402
+from timing import LOCAL_CIFAR10, REPO, RESULTS, StepTimer, describe_machine, machine  # noqa: E402
 
 MODES = ("hard", "soft", "none")
 THRESHOLDS = (0.60, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
 CONFIG = REPO / "configs" / "cifar10_cpu_student.yaml"
 RUNS = REPO / "runs" / "students"
-DATASET = "../shared/data/cifar10"  # the local CIFAR-10 copy the results page was measured on
 
 
 class TrainingClock(TrainerCallback):
@@ -199,7 +198,7 @@ def reproduce(rows: list[dict], dataset: str, config: Path, runs: Path, out: Pat
 
 
 def table(environment: dict, runs: Path = RUNS, out: Path = RESULTS / "students.json", config: Path = CONFIG,
-          saved: dict | None = None, dataset: str = DATASET) -> dict:
+          saved: dict | None = None, dataset: str = LOCAL_CIFAR10) -> dict:
     """The page from every finished mode: its run folder when it is here, else its row and curve in ``saved``
     (the last JSON), since run folders stay on the machine that trained them and modes span sessions. The
     time-to-accuracy plot goes next to ``out``."""
@@ -275,7 +274,7 @@ def plot(curves: dict, out: Path) -> None:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mode", choices=MODES)
-    parser.add_argument("--dataset_name", default=DATASET)
+    parser.add_argument("--dataset_name", default=LOCAL_CIFAR10)
     parser.add_argument("--eval_every", type=int, default=200)
     parser.add_argument("--save_every", type=int, default=400)
     parser.add_argument("--budget_minutes", type=float,

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
-from timing import REPO, RESULTS, describe_machine, machine  # noqa: E402
+from timing import LOCAL_CIFAR10, REPO, RESULTS, describe_machine, machine  # noqa: E402
 
 SIZES = (1000, 2500, 5000, 10000, 25000, 50000)
 MODELS = ("cnn", "deit_none", "deit_hard_same_n", "deit_hard_full")
@@ -235,7 +235,7 @@ def plot(by: dict, sizes: list[int], png: Path) -> None:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset_name", default="../shared/data/cifar10")
+    parser.add_argument("--dataset_name", default=LOCAL_CIFAR10)
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--work_dir", default=str(REPO / "runs" / "data_efficiency"))

@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
-from timing import REPO, RESULTS, describe_machine, machine  # noqa: E402
+from timing import LOCAL_CIFAR10, REPO, RESULTS, describe_machine, machine  # noqa: E402
 
 TEACHER_ROW, STUDENT_ROW = "teacher (ResNet)", "student (DeiT, hard distillation)"
 SHIPPED = {TEACHER_ROW: REPO / "models" / "teacher-cifar10-resnet",
@@ -189,7 +189,7 @@ def write_into_cards(rows: list[Row], shipped: dict[str, Path], table: str) -> N
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset_name", default="../shared/data/cifar10")
+    parser.add_argument("--dataset_name", default=LOCAL_CIFAR10)
     parser.add_argument("--split", default="test")
     parser.add_argument("--max_eval_samples", type=int, default=None, help="tests only; the table uses all")
     parser.add_argument("--seconds", type=float, default=3.0, help="time budget of each speed measurement")

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
-from timing import RESULTS, REPO, StepTimer, describe_machine, machine, median  # noqa: E402
+from timing import LOCAL_CIFAR10, RESULTS, REPO, StepTimer, describe_machine, machine, median  # noqa: E402
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 RECIPE = {  # the settings of both loops
@@ -279,7 +279,7 @@ def weights_digest(folder: Path) -> str:
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset_name", default="../shared/data/cifar10")
+    parser.add_argument("--dataset_name", default=LOCAL_CIFAR10)
     parser.add_argument("--teacher", default=str(REPO / "models" / "teacher-cifar10-resnet"))
     parser.add_argument("--train_images", type=int, default=5000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43])

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
-from timing import REPO, RESULTS, describe_machine, machine  # noqa: E402
+from timing import LOCAL_CIFAR10, REPO, RESULTS, describe_machine, machine  # noqa: E402
 
 DEST = REPO / "models" / "deit-cifar10-student"
 MAX_MB = 10
@@ -55,7 +55,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", default=str(REPO / "runs" / "students" / "hard"))
     parser.add_argument("--dest", default=str(DEST))
-    parser.add_argument("--dataset_name", default="../shared/data/cifar10")
+    parser.add_argument("--dataset_name", default=LOCAL_CIFAR10)
     parser.add_argument("--teacher", default="models/teacher-cifar10-resnet")
     parser.add_argument("--out", default=str(RESULTS / "shipped_student.json"))
     parser.add_argument("--resave_recipe_of_mode", default=None, choices=("hard", "soft", "none"),

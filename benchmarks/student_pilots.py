@@ -24,7 +24,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cifar10_students import CONFIG, TrainingClock, curve  # noqa: E402
 from results_page import save_section  # noqa: E402
-from timing import RESULTS, describe_machine, machine  # noqa: E402
+from timing import LOCAL_CIFAR10, RESULTS, describe_machine, machine  # noqa: E402
 
 WIDTH_128_DEPTH_6 = ["--hidden_size", "128", "--num_hidden_layers", "6", "--num_attention_heads", "4",
                      "--intermediate_size", "512"]
@@ -111,7 +111,7 @@ def section(results: dict) -> str:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pilot", choices=sorted(PILOTS))
-    parser.add_argument("--dataset_name", default="../shared/data/cifar10", help="a local folder in the Hub layout")
+    parser.add_argument("--dataset_name", default=LOCAL_CIFAR10, help="a local folder in the Hub layout")
     parser.add_argument("--epochs", type=float, default=6)
     parser.add_argument("--eval_every", type=int, default=300)
     parser.add_argument("--table", action="store_true", help="only rebuild the section")

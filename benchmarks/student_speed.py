@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
-from timing import REPO, RESULTS, StepTimer, rotated_rounds, variant_speed_section  # noqa: E402
+from timing import LOCAL_CIFAR10, REPO, RESULTS, StepTimer, rotated_rounds, variant_speed_section  # noqa: E402
 
 from hf_deit.config import parse_config  # noqa: E402
 from hf_deit.training.distill import run_distillation  # noqa: E402
@@ -61,17 +61,21 @@ def run_variant(name: str, args, scratch: str) -> float:
     return configs[2].per_device_train_batch_size / timer.median_seconds_per_step
 
 
+def is_default_config(args) -> bool:
+    return Path(args.config).resolve() == CONFIG.resolve()
+
+
 def reproduce(args) -> str:
     """The command that re-times this table: the defaults' flags left out."""
     command = f"python benchmarks/student_speed.py --dataset_name {args.dataset_name}"
-    if Path(args.config).resolve() != CONFIG.resolve():
+    if not is_default_config(args):
         command += f" --config {args.config} --variants {' '.join(args.variants)} --out {args.out}"
     return command
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset_name", default="../shared/data/cifar10")
+    parser.add_argument("--dataset_name", default=LOCAL_CIFAR10)
     parser.add_argument("--config", default=str(CONFIG), help="the student recipe whose speed choices are timed")
     parser.add_argument("--train_images", type=int, default=5120)
     parser.add_argument("--steps", type=int, default=8)
@@ -86,7 +90,7 @@ def main(argv=None) -> dict:
     setup = (f"{args.rounds} rotated rounds of {args.warmup} warm-up + {args.steps} timed steps at batch 256 on "
              f"{args.train_images:,} images, hard distillation")
     labels = {key: label for key, (label, _) in VARIANTS.items()}
-    if Path(args.config).resolve() != CONFIG.resolve():
+    if not is_default_config(args):
         labels["shipped"] = f"{Path(args.config).name} as committed"
     result = variant_speed_section(args.variants, labels, rounds, setup, reproduce(args))
     save_section(result, Path(args.out))

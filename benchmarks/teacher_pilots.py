@@ -32,7 +32,7 @@ from transformers import ResNetConfig, ResNetForImageClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
-from timing import RESULTS, describe_machine, machine  # noqa: E402
+from timing import LOCAL_CIFAR10, RESULTS, describe_machine, machine  # noqa: E402
 
 from hf_deit.training.whitening import whiten_first_convolution  # noqa: E402
 
@@ -209,7 +209,7 @@ def section(results: dict) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], parents=[recipe_parser()])
     parser.add_argument("--pilot", choices=sorted(PILOTS))
-    parser.add_argument("--dataset_name", default="../shared/data/cifar10")
+    parser.add_argument("--dataset_name", default=LOCAL_CIFAR10)
     parser.add_argument("--table", action="store_true", help="print the table of the recorded pilots")
     args = parser.parse_args(argv)
     results = json.loads(OUT.read_text())["pilots"] if OUT.exists() else {}

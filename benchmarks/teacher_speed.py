@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
-from timing import REPO, RESULTS, StepTimer, rotated_rounds, variant_speed_section  # noqa: E402
+from timing import LOCAL_CIFAR10, REPO, RESULTS, StepTimer, rotated_rounds, variant_speed_section  # noqa: E402
 
 from hf_deit.config import DataConfig, parse_config  # noqa: E402
 from hf_deit.config import TeacherModelConfig, TeacherTrainingConfig  # noqa: E402
@@ -53,7 +53,7 @@ def run_variant(name: str, args, scratch: str) -> float:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset_name", default="../shared/data/cifar10")
+    parser.add_argument("--dataset_name", default=LOCAL_CIFAR10)
     parser.add_argument("--train_images", type=int, default=6144)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=3)

@@ -18,6 +18,7 @@ from hf_deit.hardware import cpu_model_and_flags
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
+LOCAL_CIFAR10 = "../shared/data/cifar10"  # the local CIFAR-10 copy the results pages were measured on
 
 
 class StepTimer(TrainerCallback):

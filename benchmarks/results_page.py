@@ -46,7 +46,8 @@ PAGES = {
          "The students of `cifar10_cpu_student_w128.yaml`: hard vs soft vs none"),
         ("students", "python benchmarks/cifar10_students.py --table", "The students: hard vs soft vs none"),
         ("student_speed_w128", "python benchmarks/student_speed.py --config configs/cifar10_cpu_student_w128.yaml "
-         "--variants shipped bf16 sdpa compile no_teacher --out docs/results/student_speed_w128.json",
+         "--variants shipped bf16 sdpa compile no_teacher teacher_fp32 teacher_compile "
+         "--out docs/results/student_speed_w128.json",
          "What each speed choice of the 128 x 6 student buys"),
         ("student_speed", "python benchmarks/student_speed.py", "What each speed choice of the student buys"),
         ("shipped_student", "python benchmarks/ship_student.py", "The shipped student"),

@@ -11,6 +11,8 @@ by default ``configs/cifar10_cpu_student.yaml``; hard distillation, the teacher'
   compile        torch_compile: true (warm-up steps absorb the compilation)
   narrow_deep    128 wide x 6 layers, 4 heads (the quickstart's shape)
   no_teacher     distillation_type: none (what the teacher's forward costs)
+  teacher_fp32   teacher_dtype: float32 (the teacher's forward without bf16)
+  teacher_compile  teacher_compile: true (torch.compile the teacher's forward)
 
 Each variant trains ``--warmup + --steps`` steps at batch 256 on ``--train_images`` images in this process,
 in ``--rounds`` rotated rounds; the table gives the median images/s and the median ratio to the shipped
@@ -18,8 +20,8 @@ config within a round (robust to drifts of a shared machine).
 
     python benchmarks/student_speed.py --dataset_name ../shared/data/cifar10        # ~10 min on 2 CPU cores
     python benchmarks/student_speed.py --dataset_name ../shared/data/cifar10 \
-        --config configs/cifar10_cpu_student_w128.yaml --variants shipped bf16 sdpa compile no_teacher \
-        --out docs/results/student_speed_w128.json
+        --config configs/cifar10_cpu_student_w128.yaml --out docs/results/student_speed_w128.json \
+        --variants shipped bf16 sdpa compile no_teacher teacher_fp32 teacher_compile
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ VARIANTS = {
     "narrow_deep": ("128 wide x 6 layers, 4 heads", ("--hidden_size", "128", "--num_hidden_layers", "6",
                                                      "--num_attention_heads", "4", "--intermediate_size", "512")),
     "no_teacher": ("no teacher (distillation_type: none)", ("--distillation_type", "none")),
+    "teacher_fp32": ("teacher in fp32 (teacher_dtype: float32)", ("--teacher_dtype", "float32")),
+    "teacher_compile": ("compiled teacher (teacher_compile: true)", ("--teacher_compile", "true")),
 }
 
 

@@ -39,6 +39,8 @@ PAGES = {
         ("teacher", "python benchmarks/teacher_result.py", "The teacher"),
         ("teacher_pilots", "python benchmarks/teacher_pilots.py --table", "Teacher pilots"),
         ("teacher_speed", "python benchmarks/teacher_speed.py", "What each speed choice of the teacher buys"),
+        ("airbench_reference", "python benchmarks/airbench_reference.py",
+         "Reference: airbench94's own network on this CPU"),
         ("parity", "python benchmarks/parity.py", "Accuracy parity with an independent loop"),
         ("student_pilots", "python benchmarks/student_pilots.py --table", "Student pilots"),
         ("students_w128", "python benchmarks/cifar10_students.py --table --config configs/cifar10_cpu_student_w128.yaml "

@@ -77,12 +77,13 @@ def recipe_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_uint8(dataset_name: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def load_uint8(dataset_name: str, names: tuple[str, ...] = ("train",)) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Each named split as (N x 3 x 32 x 32 uint8 images, labels)."""
     from datasets import load_dataset
 
     splits = load_dataset(dataset_name)
     out = {}
-    for split in ("train",):
+    for split in names:
         images = np.stack([np.asarray(image.convert("RGB")) for image in splits[split]["img"]])
         out[split] = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(splits[split]["label"])
     return out

@@ -331,3 +331,36 @@ def test_student_pilot_reads_its_own_view_not_a_cached_namesake(sample_dir, tmp_
     with pytest.raises(StopIteration):
         student_pilots.run_pilot("shipped", sample_dir, 1, 10, tmp_path / "scratch", [])
     assert seen["images"] == sample_train.num_rows
+
+
+def test_airbench_reference_whitens_its_first_layer_and_scores_the_test_split_once(tmp_path, monkeypatch):
+    """benchmarks/airbench_reference.py on tiny random data: the frozen first layer whitens 2x2 patches, and the
+    run reports plain, mirror and mirror + translate test accuracies."""
+    import airbench_reference
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    labels = torch.arange(64) % 10
+    normalized = airbench_reference.normalize(images)
+    layer = torch.nn.Conv2d(3, 24, 2)
+    airbench_reference.init_whitening(layer, normalized)
+    half = torch.nn.functional.conv2d(normalized, layer.weight[:12]).permute(0, 2, 3, 1).reshape(-1, 12)
+    covariance = half.T @ half / len(half)
+    assert torch.allclose(covariance, torch.eye(12), atol=0.05)  # unit variance, decorrelated
+
+    monkeypatch.setitem(airbench_reference.HYP, "batch_size", 16)
+    monkeypatch.setitem(airbench_reference.HYP, "widths", (8, 16, 16))
+    monkeypatch.setattr(airbench_reference, "load_uint8",
+                        lambda name, names: {"train": (images, labels), "test": (images[:32], labels[:32])})
+    out = tmp_path / "airbench_reference.json"
+    for epochs in ("2", "1"):
+        run = airbench_reference.main(["--dataset_name", "unused", "--epochs", epochs, "--out", str(out)])
+    assert run["steps"] == 4 and run["train_images"] == 64 and [e["epoch"] for e in run["curve"]] == [1]
+    assert set(run["test_top1"]) == {"plain", "mirror", "mirror_translate"}
+    assert all(0 <= value <= 1 for value in run["test_top1"].values())
+    saved = json.loads(out.read_text())
+    assert sorted(saved["runs"]) == ["1", "2"]  # a second run is added beside the first
+    rows = [line for line in saved["markdown"].splitlines() if line.startswith("| 1.0 (4) |") or
+            line.startswith("| 2.0 (8) |")]
+    assert [row.split(" |")[0] for row in rows] == ["| 1.0 (4)", "| 2.0 (8)"]  # sorted by epochs

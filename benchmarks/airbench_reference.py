@@ -35,12 +35,16 @@ from results_page import save_section  # noqa: E402
 from teacher_pilots import load_uint8  # noqa: E402
 from timing import LOCAL_CIFAR10, RESULTS, describe_machine, machine  # noqa: E402
 
+from hf_deit.data.device import crop_flip_normalise  # noqa: E402
+from hf_deit.training.whitening import patch_whitening_filters  # noqa: E402
+
 # airbench94's hyperparameters, in its decoupled form (per 1024 examples; see its source for the reasoning).
 HYP = {"epochs": 9.9, "batch_size": 1024, "lr": 11.5, "momentum": 0.85, "weight_decay": 0.0153,
        "bias_scaler": 64.0, "label_smoothing": 0.2, "whiten_bias_epochs": 3, "translate": 2,
        "widths": (64, 256, 256), "batchnorm_momentum": 0.6, "scaling_factor": 1 / 9}
 CIFAR_MEAN = torch.tensor((0.4914, 0.4822, 0.4465)).view(1, 3, 1, 1)
 CIFAR_STD = torch.tensor((0.2470, 0.2435, 0.2616)).view(1, 3, 1, 1)
+SCALE, SHIFT = 1 / (255 * CIFAR_STD), -CIFAR_MEAN / CIFAR_STD  # uint8 pixels -> airbench's normalised inputs
 OUT = RESULTS / "airbench_reference.json"
 
 
@@ -79,26 +83,14 @@ def make_net() -> nn.Sequential:
 
 
 def init_whitening(layer: nn.Conv2d, images: torch.Tensor, eps: float = 5e-4) -> None:
-    """The first layer's filters: the training patches' eigenvectors scaled to unit variance, and their negatives."""
-    c, (h, w) = images.shape[1], layer.weight.shape[2:]
-    patches = images.unfold(2, h, 1).unfold(3, w, 1).transpose(1, 3).reshape(-1, c * h * w).float()
-    eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches), UPLO="U")
-    eigenvalues, eigenvectors = eigenvalues.flip(0).view(-1, 1, 1, 1), eigenvectors.T.reshape(-1, c, h, w).flip(0)
-    scaled = eigenvectors / torch.sqrt(eigenvalues + eps)
-    layer.weight.data[:] = torch.cat((scaled, -scaled))
+    """The first layer's filters: the training patches' eigenvectors scaled to unit variance, and their negatives
+    (airbench's uncentred second moment)."""
+    filters = patch_whitening_filters(images, layer.kernel_size, layer.stride, layer.out_channels, eps, centre=False)
+    layer.weight.data.copy_(filters)
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
-    return ((images.float() / 255 - CIFAR_MEAN) / CIFAR_STD).contiguous(memory_format=torch.channels_last)
-
-
-def random_translate(images: torch.Tensor, pad: int) -> torch.Tensor:
-    n = len(images)
-    padded = F.pad(images, (pad,) * 4, mode="reflect")
-    dy, dx = torch.randint(0, 2 * pad + 1, (n,)), torch.randint(0, 2 * pad + 1, (n,))
-    line = torch.arange(images.shape[-1])
-    return padded[torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None],
-                  (dy[:, None] + line)[:, None, :, None], (dx[:, None] + line)[:, None, None, :]]
+    return torch.addcmul(SHIFT, images.float(), SCALE).contiguous(memory_format=torch.channels_last)
 
 
 def predict(net: nn.Module, images: torch.Tensor, level: int, autocast) -> torch.Tensor:
@@ -120,11 +112,11 @@ def train(train_split, test_split, dtype: str, epochs: float, seed: int, log=pri
     bf16 = dtype == "bfloat16"
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     start = time.time()
-    images, labels = normalize(train_split[0]), train_split[1]
-    images = torch.where((torch.rand(len(images)) < 0.5).view(-1, 1, 1, 1), images.flip(-1), images)
-    batch_size = HYP["batch_size"]
+    images, labels = train_split
+    first_flips = torch.rand(len(images)) < 0.5  # airbench's alternating flip: these, then all flipped each odd epoch
+    batch_size, pad = HYP["batch_size"], HYP["translate"]
     net = make_net()
-    init_whitening(net[0], images[:5000])
+    init_whitening(net[0], normalize(images[:5000]))
     optimizer = make_optimizer(net)
     steps_per_epoch = len(images) // batch_size
     total = math.ceil(steps_per_epoch * epochs)
@@ -137,10 +129,11 @@ def train(train_split, test_split, dtype: str, epochs: float, seed: int, log=pri
         net[0].bias.requires_grad = epoch < HYP["whiten_bias_epochs"]
         net.train()
         order = torch.randperm(len(images))
-        epoch_images = images.flip(-1) if epoch % 2 else images  # airbench's alternating flip
         for batch in range(steps_per_epoch):
             rows = order[batch * batch_size:(batch + 1) * batch_size]
-            x = random_translate(epoch_images[rows], HYP["translate"]).contiguous(memory_format=torch.channels_last)
+            tops, lefts = torch.randint(0, 2 * pad + 1, (2, len(rows)))
+            x = crop_flip_normalise(images, rows, tops, lefts, first_flips[rows] ^ bool(epoch % 2), pad, SCALE, SHIFT)
+            x = x.contiguous(memory_format=torch.channels_last)
             scale = (0.2 + 0.8 * step / warmup) if step < warmup else 1.0 - 0.93 * (step - warmup) / (total - warmup)
             for group, base in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base * scale

@@ -31,15 +31,17 @@ def first_convolution(model: nn.Module) -> nn.Conv2d:
 
 
 def patch_whitening_filters(images: torch.Tensor, kernel_size: tuple[int, int], stride: tuple[int, int],
-                            out_channels: int, eps: float) -> torch.Tensor:
+                            out_channels: int, eps: float, centre: bool = True) -> torch.Tensor:
     """``(out_channels, C, kh, kw)`` filters: the top ``out_channels // 2`` whitening directions of the
     ``images``' patches (as the convolution strides over them), each as ``+v`` and ``-v``.
 
     Directions beyond the patch dimension (a wide layer over small patches) are left as zero filters.
+    ``centre=False`` takes the patches' second moment instead of their covariance, as airbench does.
     """
     patches = F.unfold(images.float(), kernel_size, stride=stride).transpose(1, 2)
     patches = patches.reshape(-1, patches.shape[-1])
-    patches = patches - patches.mean(0)
+    if centre:
+        patches = patches - patches.mean(0)
     covariance = patches.T @ patches / patches.shape[0]
     eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
     eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.flip(1)

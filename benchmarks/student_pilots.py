@@ -38,6 +38,11 @@ PILOTS = {
                                                                 "--learning_rate", "0.001"]),
     "w128_d6_lr_1e-3_none": ("128 wide x 6 layers, 4 heads, lr 1e-3, labels only (no teacher)",
                              [*WIDTH_128_DEPTH_6, "--learning_rate", "0.001", "--distillation_type", "none"]),
+    "w128_d6_lr_1e-3_timm_teacher": ("128 wide x 6 layers, 4 heads, lr 1e-3, hard distillation from the timm "
+                                     "ResNet-D teacher (configs/teacher_cifar10_timm_resnet_d.yaml: half the "
+                                     "shipped teacher's multiply-adds)",
+                                     [*WIDTH_128_DEPTH_6, "--learning_rate", "0.001", "--teacher_model_name_or_path",
+                                      "outputs/teacher-cifar10-timm-resnet-d"]),
     "w256_d6": ("256 wide x 6 layers, 4 heads", ["--hidden_size", "256", "--num_hidden_layers", "6",
                                                  "--num_attention_heads", "4", "--intermediate_size", "1024"]),
     "d8": ("192 wide x 8 layers", ["--num_hidden_layers", "8"]),

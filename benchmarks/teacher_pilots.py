@@ -28,15 +28,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import ResNetConfig, ResNetForImageClassification
+from transformers import AutoConfig, AutoModelForImageClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
 from timing import LOCAL_CIFAR10, RESULTS, describe_machine, machine  # noqa: E402
 
+from hf_deit.data.device import crop_flip_normalise  # noqa: E402
+from hf_deit.modeling import new_image_classifier  # noqa: E402
 from hf_deit.training.whitening import whiten_first_convolution  # noqa: E402
 
 SMALL = '{"embedding_size":32,"hidden_sizes":[64,256,256],"depths":[1,1,1],"layer_type":"basic"}'
+SHIPPED = '{"embedding_size":64,"hidden_sizes":[128,256,512],"depths":[1,1,1],"layer_type":"basic"}'
+TIMM_RESNET_D = '{"architecture":"resnet18d","model_args":{"layers":[1,1,1,1],"channels":[64,128,256,512]}}'
+TIMM_RESNET_AA = ('{"architecture":"resnet18d","model_args":{"layers":[1,1,1,1],"channels":[64,128,256,512],'
+                  '"aa_layer":"avg","replace_stem_pool":true}}')
 AIRBENCH_OPTIMISER = ["--bs", "1024", "--lr", "1.5", "--mom", "0.85", "--wd", "1.333e-3", "--bias_scaler", "64",
                       "--logit_scale", "0.1111", "--sched", "triangle", "--whiten", "2", "--freeze_bn_scale", "1",
                       "--lookahead", "1", "--altflip", "1", "--bn_mom", "0.4"]
@@ -46,15 +52,30 @@ PILOTS = {
     "48px_whiten": ("48 px, frozen whitening stem", ["--arch", SMALL, "--size", "48", "--whiten", "2"]),
     "64px_airbench": ("64 px, airbench's optimiser and tricks transplanted", ["--arch", SMALL, "--size", "64",
                                                                             *AIRBENCH_OPTIMISER]),
+    "64px_shipped": ("the shipped teacher's shape, ResNet 64 / [128, 256, 512], at 64 px", ["--arch", SHIPPED]),
+    "timm_resnet_d": ("timm's ResNet-D (deep stem, average-pool shortcuts), one block per stage, [64, 128, 256, 512], "
+                      "at 64 px, through transformers' timm wrapper",
+                      ["--model_type", "timm_wrapper", "--arch", TIMM_RESNET_D]),
+    "timm_resnet_aa": ("the same, each strided block convolving before it average-pools (aa_layer: avg, "
+                       "replace_stem_pool), as airbench's blocks do", ["--model_type", "timm_wrapper", "--arch", TIMM_RESNET_AA]),
+    "timm_resnet_d_wrapper_init": ("timm_resnet_d initialised by the timm wrapper (convolutions and linears from "
+                                   "N(0, 0.02), every norm scale one) instead of by timm",
+                                   ["--model_type", "timm_wrapper", "--arch", TIMM_RESNET_D, "--wrapper_init", "1"]),
+    "timm_resnet_aa_wrapper_init": ("timm_resnet_aa initialised by the timm wrapper",
+                                    ["--model_type", "timm_wrapper", "--arch", TIMM_RESNET_AA, "--wrapper_init", "1"]),
 }
 OUT = RESULTS / "teacher_pilots.json"
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
+SCALE, SHIFT = 1 / STD, -MEAN / STD  # uint8 pixels to ImageNet-normalised floats: x * SCALE + SHIFT
 
 
 def recipe_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--arch", default=SMALL, help="ResNetConfig fields (JSON)")
+    p.add_argument("--model_type", default="resnet", help="transformers model type (resnet, timm_wrapper, ...)")
+    p.add_argument("--arch", default=SMALL, help="that model type's config fields (JSON)")
+    p.add_argument("--wrapper_init", type=int, default=0,
+                   help="1: keep the timm wrapper's N(0, 0.02) re-initialisation instead of timm's own init")
     p.add_argument("--size", type=int, default=64, help="network input side (bicubic from 32)")
     p.add_argument("--epochs", type=float, default=4)
     p.add_argument("--bs", type=int, default=512)
@@ -95,27 +116,28 @@ def run_pilot(a: argparse.Namespace, xtr: torch.Tensor, ytr: torch.Tensor, log=p
     xva, yva = xtr[order[: a.holdout]], ytr[order[: a.holdout]]
     xtr, ytr = xtr[order[a.holdout:]], ytr[order[a.holdout:]]
 
-    def prep(x: torch.Tensor) -> torch.Tensor:
-        x = (x.float() - MEAN) / STD
+    def resize(x: torch.Tensor) -> torch.Tensor:
         if a.size != 32:
             x = F.interpolate(x, size=(a.size, a.size), mode="bicubic", align_corners=False)
         return x.contiguous(memory_format=torch.channels_last)
 
+    def prep(x: torch.Tensor) -> torch.Tensor:
+        return resize(torch.addcmul(SHIFT, x.float(), SCALE))
+
     first_flips = torch.rand(len(xtr)) < 0.5
 
-    def augment(x: torch.Tensor, rows: torch.Tensor, epoch: int) -> torch.Tensor:
-        n, t = len(x), a.translate
-        x = x.float()
-        if t:
-            padded = F.pad(x, (t, t, t, t), mode="reflect")
-            dx, dy = torch.randint(0, 2 * t + 1, (n,)), torch.randint(0, 2 * t + 1, (n,))
-            line = torch.arange(32)
-            x = padded[torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None],
-                       (dy[:, None] + line)[:, None, :, None], (dx[:, None] + line)[:, None, None, :]]
-        flip = first_flips[rows] ^ bool(epoch % 2) if a.altflip else torch.rand(n) < 0.5
-        return torch.where(flip[:, None, None, None], x.flip(-1), x)
+    def augment(rows: torch.Tensor, epoch: int) -> torch.Tensor:
+        """A reflect translation of up to ``a.translate`` pixels and a flip, at 32x32, normalised."""
+        n, t = len(rows), a.translate
+        lefts, tops = torch.randint(0, 2 * t + 1, (n,)), torch.randint(0, 2 * t + 1, (n,))
+        flips = first_flips[rows] ^ bool(epoch % 2) if a.altflip else torch.rand(n) < 0.5
+        return resize(crop_flip_normalise(xtr, rows, tops, lefts, flips, t, SCALE, SHIFT))
 
-    model = ResNetForImageClassification(ResNetConfig(num_labels=10, **json.loads(a.arch)))
+    if a.wrapper_init:  # the timm wrapper's own re-initialisation, which new_image_classifier undoes
+        config = AutoConfig.for_model(a.model_type, num_labels=10, **json.loads(a.arch))
+        model = AutoModelForImageClassification.from_config(config)
+    else:
+        model = new_image_classifier(a.model_type, json.loads(a.arch), {label: str(label) for label in range(10)})
     model = model.to(memory_format=torch.channels_last)
     if a.whiten:
         whiten_first_convolution(model, prep(xtr[:5000]), freeze=a.whiten == 2)
@@ -160,7 +182,7 @@ def run_pilot(a: argparse.Namespace, xtr: torch.Tensor, ytr: torch.Tensor, log=p
             if step >= total:
                 break
             rows = permutation[batch * a.bs:(batch + 1) * a.bs]
-            x, y = prep(augment(xtr[rows], rows, epoch)), ytr[rows]
+            x, y = augment(rows, epoch), ytr[rows]
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step) * group["scale"]
             with torch.autocast("cpu", dtype=torch.bfloat16):

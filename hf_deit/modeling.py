@@ -14,8 +14,10 @@ from typing import Any, Optional, Union
 
 import torch
 
+import timm
 from timm.layers import DropPath, resample_abs_pos_embed
 from transformers import (
+    AutoConfig,
     AutoImageProcessor,
     AutoModelForImageClassification,
     DeiTConfig,
@@ -163,6 +165,27 @@ def init_like_timm(model: PreTrainedModel) -> None:
             parameter = getattr(embeddings, name, None)
             if parameter is not None:
                 torch.nn.init.trunc_normal_(parameter, std=0.02)
+
+
+def new_image_classifier(model_type: str, overrides: dict[str, Any], id2label: dict[int, str]) -> PreTrainedModel:
+    """A new, randomly initialised ``AutoModelForImageClassification`` of ``model_type`` with its config
+    fields ``overrides`` (for ``timm_wrapper``: ``architecture`` and ``model_args``, any timm model).
+
+    transformers' timm wrapper re-initialises every layer of the timm network it builds with its own rule
+    (convolutions and linears from N(0, ``initializer_range``), every norm scale to one), which undoes
+    timm's init: Kaiming convolutions and, in residual blocks, a zero scale on the last norm so that each
+    block starts as the identity. A new timm network therefore gets timm's own weights back, so that it
+    trains as ``timm.create_model`` would.
+    """
+    label2id = {name: index for index, name in id2label.items()}
+    config = AutoConfig.for_model(model_type, num_labels=len(id2label), id2label=id2label, label2id=label2id,
+                                  **overrides)
+    model = AutoModelForImageClassification.from_config(config)
+    if config.model_type == "timm_wrapper":
+        fresh = timm.create_model(config.architecture, pretrained=False, num_classes=config.num_labels,
+                                  **(config.model_args or {}))
+        model.timm_model.load_state_dict(fresh.state_dict())
+    return model
 
 
 MIMETIC_QUERY_KEY = (0.7, 0.7)

@@ -281,6 +281,23 @@ def test_teacher_pilot_runs_on_held_out_train_and_records_a_curve(tmp_path, monk
     assert "| 48px_whiten |" in saved["markdown"]
 
 
+def test_teacher_pilot_trains_a_timm_network_through_the_timm_wrapper(tmp_path, monkeypatch):
+    """``--model_type timm_wrapper``: the pilot builds any timm architecture with its ``model_args``."""
+    import teacher_pilots
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    monkeypatch.setattr(teacher_pilots, "OUT", tmp_path / "teacher_pilots.json")
+    monkeypatch.setattr(teacher_pilots, "load_uint8", lambda name: {"train": (images, torch.arange(64) % 10)})
+    tiny = ('{"architecture":"resnet18d","model_args":{"layers":[1,1,1,1],"channels":[8,8,8,8],"stem_width":8,'
+            '"aa_layer":"avg","replace_stem_pool":true}}')
+    teacher_pilots.main(["--pilot", "timm_resnet_aa", "--arch", tiny, "--size", "32", "--epochs", "1", "--bs", "16",
+                         "--holdout", "16", "--dataset_name", "unused"])
+    recipe = json.loads((tmp_path / "teacher_pilots.json").read_text())["pilots"]["timm_resnet_aa"]["recipe"]
+    assert recipe["model_type"] == "timm_wrapper" and json.loads(recipe["arch"])["model_args"]["channels"] == [8] * 4
+
+
 def test_student_pilot_trains_on_a_train_only_view_and_scores_held_out_images(sample_dir, tiny_teacher, tmp_path):
     """benchmarks/student_pilots.py: the run sees a dataset with no test split, so it evaluates on held-out train."""
     import student_pilots

@@ -131,3 +131,45 @@ def test_compiled_teacher_gives_the_same_logits(tiny_teacher, student_processor)
     assert list(compiled.state_dict()) == list(eager.state_dict())  # no extra compiled-module copy
     pixels = torch.randn(4, 3, 32, 32)
     torch.testing.assert_close(compiled(pixels), eager(pixels), rtol=1e-4, atol=1e-4)
+
+
+TINY_TIMM_RESNET = {"architecture": "resnet18d", "model_args": {"layers": [1, 1, 1, 1], "channels": [8, 8, 16, 16],
+                                                                "stem_width": 8}}
+
+
+def test_new_timm_teacher_starts_with_timms_own_init():
+    """transformers' timm wrapper re-draws every convolution from N(0, 0.02) and sets every norm scale to one;
+    a new timm teacher must start as timm builds it: Kaiming (fan-out) convolutions, and a zero scale on the
+    last norm of each residual block."""
+    import json
+    import math
+
+    from hf_deit.config import TeacherModelConfig
+    from hf_deit.training.teacher_training import build_teacher
+
+    overrides = json.dumps(TINY_TIMM_RESNET)
+    model, _ = build_teacher(TeacherModelConfig(model_type="timm_wrapper", model_config_overrides=overrides),
+                             dict(enumerate(CIFAR10_NAMES)))
+    network = model.timm_model
+    for block in (network.layer1[0], network.layer2[0], network.layer3[0], network.layer4[0]):
+        assert torch.all(block.bn2.weight == 0)
+    stem = network.conv1[0].weight  # 3 -> 4 channels (half the stem width), 3x3: fan-out 36
+    assert stem.std().item() == pytest.approx(math.sqrt(2 / (stem.shape[0] * 9)), rel=0.3)
+    assert model.config.num_labels == 10 and model.config.id2label[3] == "cat"
+
+
+def test_saved_timm_teacher_loads_as_a_stock_model_and_teaches(tmp_path, student_processor):
+    """A timm network saved through the wrapper is a stock ``AutoModelForImageClassification`` (no remote
+    code) that ``load_teacher`` reads and runs on the student's batch at its own resolution."""
+    from transformers import ViTImageProcessor
+
+    from hf_deit.modeling import new_image_classifier
+
+    model = new_image_classifier("timm_wrapper", TINY_TIMM_RESNET, dict(enumerate(CIFAR10_NAMES))).eval()
+    model.save_pretrained(tmp_path / "timm-teacher")
+    ViTImageProcessor(size={"height": 64, "width": 64}).save_pretrained(tmp_path / "timm-teacher")
+    teacher = load_teacher(str(tmp_path / "timm-teacher"), CIFAR10_NAMES, student_processor, channels_last=True)
+    pixels = torch.randn(4, 3, 32, 32)
+    assert teacher.to_teacher_space(pixels).shape == (4, 3, 64, 64)
+    expected = model(pixel_values=teacher.to_teacher_space(pixels)).logits
+    torch.testing.assert_close(teacher(pixels), expected, rtol=1e-4, atol=1e-4)

@@ -15,7 +15,6 @@ from typing import Any, Sequence
 
 import torch
 from transformers import (
-    AutoConfig,
     AutoImageProcessor,
     AutoModelForImageClassification,
     Trainer,
@@ -27,7 +26,7 @@ from ..config import DataConfig, TeacherModelConfig, TeacherTrainingConfig
 from ..data.datasets import load_image_classification_data
 from ..data.inputs import evaluation_set
 from ..metrics import classification_compute_metrics
-from ..modeling import load_for_labels
+from ..modeling import load_for_labels, new_image_classifier
 from .base import ImageTrainerMixin
 from .checkpointing import RobustCheckpointMixin
 from .run import callbacks_or_none, save_results, train_save_evaluate, trainer_inputs
@@ -57,7 +56,6 @@ class TeacherTrainer(ImageTrainerMixin, RobustCheckpointMixin, Trainer):
 
 
 def build_teacher(model_config: TeacherModelConfig, id2label: dict[int, str]) -> tuple[Any, Any]:
-    label2id = {name: index for index, name in id2label.items()}
     if model_config.model_name_or_path:
         path = model_config.model_name_or_path
         model = load_for_labels(
@@ -72,10 +70,7 @@ def build_teacher(model_config: TeacherModelConfig, id2label: dict[int, str]) ->
         return model, processor
     overrides = model_config.model_config_overrides or "{}"
     overrides = json.loads(overrides) if isinstance(overrides, str) else dict(overrides)
-    config = AutoConfig.for_model(
-        model_config.model_type, num_labels=len(id2label), id2label=id2label, label2id=label2id, **overrides
-    )
-    model = AutoModelForImageClassification.from_config(config)
+    model = new_image_classifier(model_config.model_type, overrides, id2label)
     side = model_config.image_size
     processor = ViTImageProcessor(
         do_resize=True,

@@ -290,12 +290,17 @@ def test_teacher_pilot_trains_a_timm_network_through_the_timm_wrapper(tmp_path, 
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=generator)
     monkeypatch.setattr(teacher_pilots, "OUT", tmp_path / "teacher_pilots.json")
     monkeypatch.setattr(teacher_pilots, "load_uint8", lambda name: {"train": (images, torch.arange(64) % 10)})
+    built = []  # what the pilot trained: AutoConfig takes unknown keys, so a dropped --model_type would still run
+    build = teacher_pilots.new_image_classifier
+    monkeypatch.setattr(teacher_pilots, "new_image_classifier", lambda *args: built.append(build(*args)) or built[-1])
     tiny = ('{"architecture":"resnet18d","model_args":{"layers":[1,1,1,1],"channels":[8,8,8,8],"stem_width":8,'
             '"aa_layer":"avg","replace_stem_pool":true}}')
     teacher_pilots.main(["--pilot", "timm_resnet_aa", "--arch", tiny, "--size", "32", "--epochs", "1", "--bs", "16",
                          "--holdout", "16", "--dataset_name", "unused"])
+    assert [type(model).__name__ for model in built] == ["TimmWrapperForImageClassification"]
+    assert built[0].timm_model.layer4[0].conv2.out_channels == 8  # the command line's model_args, not the pilot's
     recipe = json.loads((tmp_path / "teacher_pilots.json").read_text())["pilots"]["timm_resnet_aa"]["recipe"]
-    assert recipe["model_type"] == "timm_wrapper" and json.loads(recipe["arch"])["model_args"]["channels"] == [8] * 4
+    assert recipe["model_type"] == "timm_wrapper"
 
 
 def test_student_pilot_trains_on_a_train_only_view_and_scores_held_out_images(sample_dir, tiny_teacher, tmp_path):

@@ -161,6 +161,11 @@ class ModelConfig:
         metadata={"help": "Student with a distillation token (DeiT); false: plain ViT, distilled on the class token."},
     )
     drop_path_rate: float = field(default=0.0, metadata={"help": "Stochastic depth of the student (DeiT: 0.1)."})
+    patch_dropout: float = field(
+        default=0.0,
+        metadata={"help": "Share of patch tokens dropped at random in each training image (timm's PatchDropout): a "
+                  "step costs about 1 - patch_dropout of a full one; inference sees every patch."},
+    )
     attention_init: str = field(
         default="timm",
         metadata={"help": "Attention weights of a new student: timm (as DeiT) or mimetic (Trockman & Kolter, 2023: "
@@ -209,6 +214,9 @@ class ModelConfig:
             )
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}.")
+        if not 0.0 <= self.patch_dropout < 1.0:
+            raise ConfigError(f"patch_dropout must be in [0, 1), got {self.patch_dropout}",
+                              "set patch_dropout to the share of patch tokens to drop, e.g. 0.5, or 0 to keep all")
         if self.attention_init not in ATTENTION_INITS:
             raise ConfigError(f"attention_init must be one of {ATTENTION_INITS}, got {self.attention_init!r}",
                               "set attention_init: timm or mimetic")

@@ -15,7 +15,7 @@ from typing import Any, Optional, Union
 import torch
 
 import timm
-from timm.layers import DropPath, resample_abs_pos_embed
+from timm.layers import DropPath, PatchDropout, resample_abs_pos_embed
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
@@ -259,6 +259,22 @@ def apply_drop_path(model: PreTrainedModel, drop_path_rate: float) -> None:
             layer.dropout = torch.nn.Sequential(layer.dropout, DropPath(rate))
 
 
+def apply_patch_dropout(model: PreTrainedModel, patch_dropout: float) -> None:
+    """Train on a random ``1 - patch_dropout`` share of each image's patch tokens (timm's ``PatchDropout``;
+    Liu et al., 2022), keeping the class and distillation tokens.
+
+    Attention and MLP cost grow with the token count, so a step costs about ``1 - patch_dropout`` of a full one
+    and the saved student still sees every patch at inference. The drop is chained after the embeddings'
+    parameter-free ``dropout``, the point where timm's ViT applies it (position embeddings already added), so the
+    state dict, hence stock loading, is untouched; ``PatchDropout`` is the identity in eval mode.
+    """
+    if patch_dropout <= 0:
+        return
+    embeddings = model.base_model.embeddings
+    prefix = 2 if getattr(embeddings, "distillation_token", None) is not None else 1
+    embeddings.dropout = torch.nn.Sequential(embeddings.dropout, PatchDropout(patch_dropout, num_prefix_tokens=prefix))
+
+
 def resize_position_embeddings(model: PreTrainedModel, image_size: int) -> None:
     """Resample a pretrained student's position embeddings to a new resolution (bicubic, as timm).
 
@@ -288,7 +304,7 @@ def build_student(
     model_config: ModelConfig, id2label: dict[int, str]
 ) -> tuple[PreTrainedModel, DeiTImageProcessor]:
     """A new student from a preset, or a checkpoint re-headed for this dataset's labels and resized
-    to ``image_size``; drop-path applied to either."""
+    to ``image_size``; drop-path and patch dropout applied to either."""
     model_class = student_class(model_config)
     if model_config.student_model_name_or_path is None:
         config = student_config(model_config, id2label)
@@ -297,6 +313,7 @@ def build_student(
         if model_config.attention_init == "mimetic":
             init_attention_mimetic(model)
         apply_drop_path(model, model_config.drop_path_rate)
+        apply_patch_dropout(model, model_config.patch_dropout)
         model.set_attn_implementation(model_config.attn_implementation)
         return model, student_image_processor(model_config)
 
@@ -316,6 +333,7 @@ def build_student(
         )
     resize_position_embeddings(model, model_config.image_size)
     apply_drop_path(model, model_config.drop_path_rate)
+    apply_patch_dropout(model, model_config.patch_dropout)
     model.set_attn_implementation(model_config.attn_implementation)
     processor = student_image_processor(model_config)
     try:  # keep the checkpoint's normalisation unless the config sets one

@@ -125,6 +125,34 @@ def test_drop_path_is_active_in_training_and_off_in_eval():
     assert not torch.allclose(first, second)
 
 
+@pytest.mark.parametrize("distillation_token", [True, False])
+def test_patch_dropout_trains_on_a_share_of_the_patches_and_keeps_the_prefix_tokens(distillation_token):
+    shape = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, patch_size=8,
+                 distillation_token=distillation_token)
+    model, _ = build_student(ModelConfig(**shape, patch_dropout=0.75), ID2LABEL)
+    plain, _ = build_student(ModelConfig(**shape), ID2LABEL)
+    assert set(model.state_dict()) == set(plain.state_dict())  # nothing new to save
+    plain.load_state_dict(model.state_dict())
+    x = torch.randn(4, 3, 32, 32)  # 16 patches of 8x8
+    prefix = 2 if distillation_token else 1
+    embeddings = model.base_model.embeddings
+    prefix_embeddings = torch.cat([embeddings.cls_token] + ([embeddings.distillation_token] if distillation_token
+                                                            else []), dim=1) + embeddings.position_embeddings[:, :prefix]
+    model.eval(), plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(pixel_values=x).logits, plain(pixel_values=x).logits)
+        assert model(pixel_values=x, output_hidden_states=True).hidden_states[0].shape[1] == prefix + 16
+        model.train()
+        trained_on = model(pixel_values=x, output_hidden_states=True).hidden_states[0]
+    assert trained_on.shape[1] == prefix + 4  # a quarter of the patches
+    torch.testing.assert_close(trained_on[:, :prefix], prefix_embeddings.expand(4, -1, -1))
+
+
+def test_patch_dropout_out_of_range_names_the_key():
+    with pytest.raises(ValueError, match="patch_dropout must be in"):
+        ModelConfig(patch_dropout=1.0)
+
+
 def sharded(sampler, num_processes, batch_size):
     """What Accelerate hands each process: its own BatchSamplerShard over our sampler."""
     from accelerate.data_loader import BatchSamplerShard

@@ -199,6 +199,7 @@ def _regularisation_line(summary: StudentSummary) -> Optional[str]:
               f"repeated augmentation x{training['repeated_augmentation']}"
               if (training.get("repeated_augmentation") or 0) > 1 else None,
               f"drop path {model['drop_path_rate']}" if model.get("drop_path_rate") else None,
+              f"patch dropout {model['patch_dropout']}" if model.get("patch_dropout") else None,
               f"EMA of the weights (decay {training['ema_decay']}, saved apart, not this checkpoint)"
               if training.get("ema_decay") else None]
     extras = [extra for extra in extras if extra]

@@ -41,12 +41,18 @@ RUNS = REPO / "runs" / "students"
 
 class TrainingClock(TrainerCallback):
     """Adds ``train_wall_s`` (seconds spent in training steps so far, evaluation and saving excluded) to every log,
-    resumed from the last logged value when a run resumes from a checkpoint."""
+    resumed from the last logged value when a run resumes from a checkpoint.
 
-    def __init__(self) -> None:
+    With ``limit_s`` it also ends training once that much training time is spent: a probe sizes the schedule
+    before the run, but a shared machine's step times drift, and a budget is a limit, not an estimate. Training
+    then stops where it is (the cosine schedule nearly over, since the probe leaves a margin) and the run is
+    evaluated as usual."""
+
+    def __init__(self, limit_s: float | None = None) -> None:
         self.offset = 0.0
         self.elapsed = 0.0
         self.last = None
+        self.limit_s = limit_s
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.offset = max((entry.get("train_wall_s", 0.0) for entry in state.log_history), default=0.0)
@@ -56,6 +62,8 @@ class TrainingClock(TrainerCallback):
         now = time.perf_counter()
         self.elapsed += now - self.last
         self.last = now
+        if self.limit_s is not None and self.offset + self.elapsed >= self.limit_s:
+            control.should_training_stop = True
 
     def _pause(self, *args, **kwargs):  # evaluation / checkpoint just ran: its time is not training time
         self.last = time.perf_counter()
@@ -129,7 +137,8 @@ def run_mode(mode: str, dataset: str, eval_every: int, save_every: int, extra: l
         argv += ["--num_train_epochs", str(json.loads(budget_file.read_text())["num_train_epochs"])]
     if resuming:
         argv += ["--resume_from_checkpoint", "true"]
-    metrics = run_distillation(*parse_config(argv), callbacks=[TrainingClock()])
+    limit = budget_minutes_of(runs / mode) if resuming or budget_minutes is not None else None
+    metrics = run_distillation(*parse_config(argv), callbacks=[TrainingClock(None if limit is None else 60 * limit)])
     return metrics
 
 
@@ -145,10 +154,16 @@ def minutes_to(points: list[tuple[float, float, float]], threshold: float, colum
     return next((round(point[column], 1) for point in points if point[1] >= threshold), None)
 
 
+def training_seconds(mode: str, runs: Path = RUNS) -> float:
+    """Seconds of training steps over the whole run (the clock's last reading: the Trainer logs once more when
+    training ends)."""
+    state = json.loads((runs / mode / "trainer_state.json").read_text())
+    return max(entry.get("train_wall_s", 0.0) for entry in state["log_history"])
+
+
 def seconds_per_step(mode: str, runs: Path = RUNS) -> float:
     state = json.loads((runs / mode / "trainer_state.json").read_text())
-    wall = max(entry.get("train_wall_s", 0.0) for entry in state["log_history"])
-    return wall / max(state["global_step"], 1)
+    return training_seconds(mode, runs) / max(state["global_step"], 1)
 
 
 def another_teacher(row: dict, teacher_top1: float | None) -> bool:
@@ -170,9 +185,10 @@ def students_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def budget_minutes(mode: str, runs: Path = RUNS) -> float | None:
-    """The minutes a budgeted run was sized for (``--budget_minutes``), None for a run of the config's epochs."""
-    budget = runs / mode / "budget.json"
+def budget_minutes_of(run: Path) -> float | None:
+    """The minutes a budgeted run was sized for and is held to (``--budget_minutes``), None for a run of the
+    config's epochs."""
+    budget = run / "budget.json"
     return json.loads(budget.read_text())["budget_minutes"] if budget.exists() else None
 
 
@@ -220,11 +236,12 @@ def table(environment: dict, runs: Path = RUNS, out: Path = RESULTS / "students.
         rows.append({
             "mode": mode, "fused": metrics["eval_fused_top1"], "cls": metrics["eval_cls_top1"],
             "distill": metrics["eval_distill_top1"], "teacher": metrics.get("eval_teacher_top1"),
-            "train_minutes": curves[mode][-1][0] if curves[mode] else metrics["train_runtime_s"] / 60,
+            "train_minutes": training_seconds(mode, runs) / 60 or metrics["train_runtime_s"] / 60,
             "minutes_to": {f"{t:.0%}": minutes_to(curves[mode], t) for t in THRESHOLDS},
             "epochs_to": {f"{t:.0%}": minutes_to(curves[mode], t, column=2) for t in THRESHOLDS},
             "seconds_per_step": round(seconds_per_step(mode, runs), 4),
-            "budget_minutes": budget_minutes(mode, runs),
+            "budget_minutes": budget_minutes_of(runs / mode),
+            "epochs": round(json.loads((runs / mode / "trainer_state.json").read_text())["epoch"], 2),
         })
     if curves:
         plot(curves, png)

@@ -43,6 +43,10 @@ PAGES = {
          "Reference: airbench94's own network on this CPU"),
         ("parity", "python benchmarks/parity.py", "Accuracy parity with an independent loop"),
         ("student_pilots", "python benchmarks/student_pilots.py --table", "Student pilots"),
+        ("students_w128_patch_drop", "python benchmarks/cifar10_students.py --table "
+         "--config configs/cifar10_cpu_student_w128_patch_drop.yaml --runs_dir runs/students_w128_patch_drop "
+         "--out docs/results/students_w128_patch_drop.json",
+         "The students of `cifar10_cpu_student_w128_patch_drop.yaml` (patch dropout): hard vs soft vs none"),
         ("students_w128", "python benchmarks/cifar10_students.py --table --config configs/cifar10_cpu_student_w128.yaml "
          "--runs_dir runs/students_w128 --out docs/results/students_w128.json",
          "The students of `cifar10_cpu_student_w128.yaml`: hard vs soft vs none"),

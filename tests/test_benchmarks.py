@@ -245,6 +245,32 @@ def test_students_budget_turns_minutes_into_epochs_once(sample_dir, tiny_teacher
     assert json.loads((runs / "hard" / "trainer_state.json").read_text())["max_steps"] == 4
 
 
+def test_students_budget_is_a_limit_when_steps_run_slower_than_the_probe(sample_dir, tiny_teacher, tmp_path,
+                                                                          monkeypatch):
+    """A probe that under-estimates the step time sizes too long a schedule; the run still stops when its
+    training minutes are spent, and is evaluated and tabled as usual."""
+    import cifar10_students
+
+    from helpers import TINY_STUDENT_ARGS
+
+    def slow_machine_probe(mode, dataset, minutes, *args, **kwargs):  # as if the steps then ran 100x slower
+        return {"budget_minutes": minutes, "probe_seconds_per_step": 0.0, "steps_per_epoch": 4,
+                "num_train_epochs": 100.0}
+
+    monkeypatch.setattr(cifar10_students, "epochs_for_budget", slow_machine_probe)
+    runs = tmp_path / "runs"
+    result = cifar10_students.main([
+        "--mode", "none", "--dataset_name", str(sample_dir), "--eval_every", "1000", "--save_every", "1000",
+        "--runs_dir", str(runs), "--out", str(tmp_path / "students.json"), "--budget_minutes", "0.01",
+        "--max_train_samples", "64", "--max_eval_samples", "32", "--per_device_train_batch_size", "16",
+        "--logging_steps", "1", *TINY_STUDENT_ARGS])
+    state = json.loads((runs / "none" / "trainer_state.json").read_text())
+    assert state["max_steps"] == 400 and 1 <= state["global_step"] < 400
+    row = result["rows"][0]
+    assert 0.6 / 60 <= row["train_minutes"] < 0.6 / 60 + 0.05  # the limit, plus at most one tiny step
+    assert row["epochs"] == pytest.approx(state["global_step"] / 4, abs=0.01) and 0 <= row["fused"] <= 1
+
+
 def test_student_speed_smoke(sample_dir, tmp_path):
     import student_speed
 

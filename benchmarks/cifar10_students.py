@@ -176,12 +176,13 @@ def another_teacher(row: dict, teacher_top1: float | None) -> bool:
 
 def students_table(rows: list[dict]) -> list[str]:
     """Markdown rows with the teacher each student learned from (``none`` trains on the labels only)."""
-    lines = ["| distillation | teacher top-1 | fused | class head | distillation head | training minutes | s / step |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| distillation | teacher top-1 | fused | class head | distillation head | training minutes | epochs "
+             "| s / step |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         teacher = "not used" if r["mode"] == "none" or r.get("teacher") is None else f"{100 * r['teacher']:.2f}"
+        epochs = "—" if r.get("epochs") is None else f"{r['epochs']:.2f}"  # rows saved before epochs were recorded
         lines.append(f"| {r['mode']} | {teacher} | **{100 * r['fused']:.2f}** | {100 * r['cls']:.2f} | "
-                     f"{100 * r['distill']:.2f} | {r['train_minutes']:.1f} | {r['seconds_per_step']:.2f} |")
+                     f"{100 * r['distill']:.2f} | {r['train_minutes']:.1f} | {epochs} | {r['seconds_per_step']:.2f} |")
     return lines
 
 

@@ -269,6 +269,7 @@ def test_students_budget_is_a_limit_when_steps_run_slower_than_the_probe(sample_
     row = result["rows"][0]
     assert 0.6 / 60 <= row["train_minutes"] < 0.6 / 60 + 0.05  # the limit, plus at most one tiny step
     assert row["epochs"] == pytest.approx(state["global_step"] / 4, abs=0.01) and 0 <= row["fused"] <= 1
+    assert f"| {row['train_minutes']:.1f} | {row['epochs']:.2f} |" in result["markdown"]
 
 
 def test_student_speed_smoke(sample_dir, tmp_path):

@@ -297,3 +297,20 @@ def test_replace_section_adds_once_then_replaces():
     assert text.startswith("# Card\n\nHand-written.") and "<!-- hf-deit:begin size-speed -->\n| a |\n" in text
     again = model_card.replace_section(text, "size-speed", "| b |")
     assert again.count("hf-deit:begin size-speed") == 1 and "| b |" in again and "| a |" not in again
+
+
+def test_card_of_a_run_stopped_at_its_budget_tells_epochs_trained_and_the_training_clock(folder):
+    """A budgeted run may stop before its schedule ends, and may span resumed sessions: the card says how many
+    epochs it trained of how many scheduled, and the training clock's total rather than the last session's."""
+    recipe = json.loads((folder / RUN_CONFIG_FILE).read_text())
+    recipe["training"]["num_train_epochs"] = 30.18
+    recipe["model"]["patch_dropout"] = 0.5
+    (folder / RUN_CONFIG_FILE).write_text(json.dumps(recipe))
+    state = json.loads((folder / "trainer_state.json").read_text())
+    (folder / "trainer_state.json").write_text(json.dumps({**state, "epoch": 27.372, "global_step": 5365,
+                                                           "max_steps": 5916}))
+    results = json.loads((folder / "all_results.json").read_text())
+    (folder / "all_results.json").write_text(json.dumps({**results, "train_runtime_s": 4765.7, "train_wall_s": 5400.1}))
+    text = ModelCard.load(model_card.write_model_card(folder, repo_id="me/x")).text
+    assert "27.37 of 30.18 scheduled epochs (stopped early)" in text and "5400 s of training steps" in text
+    assert "4766 s" not in text and "patch dropout 0.5" in text

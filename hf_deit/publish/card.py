@@ -214,7 +214,10 @@ def _schedule_line(summary: StudentSummary) -> Optional[str]:
     rates = [entry["learning_rate"] for entry in state.get("log_history", []) if "learning_rate" in entry]
     peak_lr = training.get("learning_rate", max(rates) if rates else None)
     attention = summary.recipe.get("model", {}).get("attn_implementation")
-    parts = [f"{epochs:g} epoch{'' if epochs == 1 else 's'}" if epochs is not None else None,
+    trained = state.get("epoch")
+    stopped_early = epochs is not None and trained is not None and state.get("global_step", 0) < state.get("max_steps", 0)
+    parts = [f"{trained:.2f} of {epochs:g} scheduled epochs (stopped early)" if stopped_early else
+             f"{epochs:g} epoch{'' if epochs == 1 else 's'}" if epochs is not None else None,
              f"{state['global_step']} steps" if state.get("global_step") else None,
              f"batch {batch} per device" + (f" x {world} devices" if world > 1 else "") if batch is not None else None,
              f"peak learning rate {peak_lr:g}" if peak_lr is not None else None,
@@ -225,9 +228,17 @@ def _schedule_line(summary: StudentSummary) -> Optional[str]:
              if training.get("warmup_steps") else None,
              f"seed {training['seed']}" if "seed" in training else None,
              f"{attention} attention" if attention else None,
-             f"{results['train_runtime_s']:.0f} s of training" if results.get("train_runtime_s") else None]
+             _training_time(results)]
     parts = [part for part in parts if part]
     return "**Training**: " + ", ".join(parts) + "." if parts else None
+
+
+def _training_time(results: dict) -> Optional[str]:
+    """A benchmark's training clock (``train_wall_s``: steps only, summed over resumed sessions) where the run
+    kept one, else the wall time of the last ``train()`` call."""
+    if results.get("train_wall_s"):
+        return f"{results['train_wall_s']:.0f} s of training steps"
+    return f"{results['train_runtime_s']:.0f} s of training" if results.get("train_runtime_s") else None
 
 
 def recipe_lines(summary: StudentSummary) -> list[str]:

@@ -50,6 +50,11 @@ PILOTS = {
                                             "image's patches dropped at random in training",
                                             [*WIDTH_128_DEPTH_6, "--learning_rate", "0.001", "--distillation_type",
                                              "none", "--patch_dropout", "0.5"]),
+    "w128_d6_lr_1e-3_timm_teacher_patch_drop_0.5": ("128 wide x 6 layers, 4 heads, lr 1e-3, hard distillation from the "
+                                                    "timm ResNet-D teacher, half of each image's patches dropped",
+                                                    [*WIDTH_128_DEPTH_6, "--learning_rate", "0.001",
+                                                     "--teacher_model_name_or_path",
+                                                     "outputs/teacher-cifar10-timm-resnet-d", "--patch_dropout", "0.5"]),
     "w256_d6": ("256 wide x 6 layers, 4 heads", ["--hidden_size", "256", "--num_hidden_layers", "6",
                                                  "--num_attention_heads", "4", "--intermediate_size", "1024"]),
     "d8": ("192 wide x 8 layers", ["--num_hidden_layers", "8"]),

@@ -137,9 +137,32 @@ def run_mode(mode: str, dataset: str, eval_every: int, save_every: int, extra: l
         argv += ["--num_train_epochs", str(json.loads(budget_file.read_text())["num_train_epochs"])]
     if resuming:
         argv += ["--resume_from_checkpoint", "true"]
+    record_machine(runs / mode)
     limit = budget_minutes_of(runs / mode) if resuming or budget_minutes is not None else None
     metrics = run_distillation(*parse_config(argv), callbacks=[TrainingClock(None if limit is None else 60 * limit)])
     return metrics
+
+
+def record_machine(run: Path) -> None:
+    """Write the machine that trains ``run`` into its folder (once: a resumed run keeps the first), so that a
+    table assembled in a later session names the CPU each row was timed on."""
+    path = run / "machine.json"
+    if not path.exists():
+        run.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(machine(), indent=2))
+
+
+def run_machine(run: Path, fallback: dict) -> dict:
+    """The machine recorded in ``run`` (see ``record_machine``), else ``fallback``."""
+    path = run / "machine.json"
+    return json.loads(path.read_text()) if path.exists() else fallback
+
+
+def short_machine(environment: dict) -> str:
+    """A table cell for a row's machine: the CPU (or GPU) and its widest instruction set."""
+    device = environment["device"].removeprefix("CPU: ")
+    features = environment.get("cpu_features") or []
+    return f"{device} ({features[-1]})" if features and environment["device"].startswith("CPU") else device
 
 
 def curve(mode: str, runs: Path = RUNS) -> list[tuple[float, float, float]]:
@@ -177,12 +200,13 @@ def another_teacher(row: dict, teacher_top1: float | None) -> bool:
 def students_table(rows: list[dict]) -> list[str]:
     """Markdown rows with the teacher each student learned from (``none`` trains on the labels only)."""
     lines = ["| distillation | teacher top-1 | fused | class head | distillation head | training minutes | epochs "
-             "| s / step |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| s / step | machine |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         teacher = "not used" if r["mode"] == "none" or r.get("teacher") is None else f"{100 * r['teacher']:.2f}"
         epochs = "—" if r.get("epochs") is None else f"{r['epochs']:.2f}"  # rows saved before epochs were recorded
         lines.append(f"| {r['mode']} | {teacher} | **{100 * r['fused']:.2f}** | {100 * r['cls']:.2f} | "
-                     f"{100 * r['distill']:.2f} | {r['train_minutes']:.1f} | {epochs} | {r['seconds_per_step']:.2f} |")
+                     f"{100 * r['distill']:.2f} | {r['train_minutes']:.1f} | {epochs} | {r['seconds_per_step']:.2f} | "
+                     f"{short_machine(r['machine'])} |")
     return lines
 
 
@@ -223,6 +247,8 @@ def table(environment: dict, runs: Path = RUNS, out: Path = RESULTS / "students.
     rows, curves = [], {}
     saved_rows = {row["mode"]: row for row in (saved or {}).get("rows", [])}
     earlier = list((saved or {}).get("earlier_rows", []))
+    for row in [*saved_rows.values(), *earlier]:  # rows saved before each carried its machine: the page's
+        row.setdefault("machine", saved.get("machine", environment))
     for mode in MODES:
         results = runs / mode / "all_results.json"
         if not results.exists():
@@ -243,6 +269,7 @@ def table(environment: dict, runs: Path = RUNS, out: Path = RESULTS / "students.
             "seconds_per_step": round(seconds_per_step(mode, runs), 4),
             "budget_minutes": budget_minutes_of(runs / mode),
             "epochs": round(json.loads((runs / mode / "trainer_state.json").read_text())["epoch"], 2),
+            "machine": run_machine(runs / mode, environment),
         })
     if curves:
         plot(curves, png)
@@ -266,9 +293,18 @@ def table(environment: dict, runs: Path = RUNS, out: Path = RESULTS / "students.
                   *students_table(earlier)]
     lines += ["", f"![test accuracy against training time]({png.name})", "",
               f"Reproduce: `{reproduce(rows, dataset, config, runs, out)}` for each mode, then the same with `--table` in "
-              f"place of `--mode MODE`. Machine: {describe_machine(environment)}."]
+              f"place of `--mode MODE`. {machines_line(rows, environment)}"]
     return {"rows": rows, "earlier_rows": earlier, "curves": curves, "machine": environment,
             "markdown": "\n".join(lines)}
+
+
+def machines_line(rows: list[dict], environment: dict) -> str:
+    """The machine the rows were timed on, or each row's when the modes ran on different ones (a minutes
+    budget then buys different epochs: compare the epochs columns too)."""
+    described = {row["mode"]: describe_machine(row["machine"]) for row in rows}
+    if len(set(described.values())) <= 1:
+        return f"Machine: {next(iter(described.values()), describe_machine(environment))}."
+    return "Machines: " + "; ".join(f"{mode}: {text}" for mode, text in described.items()) + "."
 
 
 def plot(curves: dict, out: Path) -> None:

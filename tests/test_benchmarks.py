@@ -186,6 +186,7 @@ def test_students_benchmark_smoke_with_resume(sample_dir, tiny_teacher, tmp_path
     assert all(later[0] >= earlier[0] for earlier, later in zip(curve, curve[1:]))  # the clock never restarts
     row = result["rows"][0]
     assert row["mode"] == "hard" and 0 <= row["fused"] <= 1 and row["seconds_per_step"] > 0
+    assert row["machine"] == json.loads((tmp_path / "runs" / "hard" / "machine.json").read_text())
     assert set(row["epochs_to"]) == set(row["minutes_to"]) == {"60%", "70%", "75%", "80%", "85%", "90%", "95%"}
     assert "| hard |" in result["markdown"] and (tmp_path / "students_time_to_accuracy.png").stat().st_size > 0
     assert "## The students of `cifar10_cpu_student.yaml`" in result["markdown"]
@@ -203,6 +204,27 @@ def test_students_benchmark_smoke_with_resume(sample_dir, tiny_teacher, tmp_path
                                     "--out", str(tmp_path / "students.json")])
     assert result["rows"] == [row] and "| hard |" in result["markdown"] and len(result["curves"]["hard"]) == 4
     assert [r["fused"] for r in result["earlier_rows"]] == [0.123]  # the earlier teacher's row stays too
+
+
+def test_students_table_names_each_rows_machine(tmp_path):
+    """Modes of one table may run in sessions on different CPUs: each row keeps the machine that trained it (a
+    row saved without one takes the page's), and the page names every machine when they differ."""
+    import cifar10_students
+
+    xeon = {"device": "CPU: Intel Xeon", "cpu_features": ["AVX2", "AVX-512", "AVX512-BF16"], "torch_threads": 2,
+            "torch": "2.14.1"}
+    epyc = {**xeon, "device": "CPU: AMD EPYC", "cpu_features": ["AVX2"]}
+    row = {"fused": 0.7, "cls": 0.7, "distill": 0.7, "teacher": 0.89, "train_minutes": 90.0, "seconds_per_step": 1.0,
+           "minutes_to": {}, "epochs_to": {}, "budget_minutes": 90.0, "epochs": 27.0}
+    saved = {"rows": [{**row, "mode": "hard"}, {**row, "mode": "none", "machine": epyc}],
+             "curves": {"hard": [[1.0, 0.5, 1.0]], "none": [[1.0, 0.6, 1.0]]}, "machine": xeon}
+    result = cifar10_students.table(epyc, tmp_path / "runs", tmp_path / "students.json", saved=saved)
+    assert [row["machine"] for row in result["rows"]] == [xeon, epyc]
+    assert "| Intel Xeon (AVX512-BF16) |" in result["markdown"] and "| AMD EPYC (AVX2) |" in result["markdown"]
+    assert "Machines: hard: CPU: Intel Xeon (AVX2, AVX-512, AVX512-BF16)" in result["markdown"]
+    saved["rows"][1]["machine"] = xeon  # one machine for every row: a single line
+    result = cifar10_students.table(epyc, tmp_path / "runs", tmp_path / "students.json", saved=saved)
+    assert "Machines:" not in result["markdown"] and "Machine: CPU: Intel Xeon (AVX2" in result["markdown"]
 
 
 def test_students_budget_turns_minutes_into_epochs_once(sample_dir, tiny_teacher, tmp_path, monkeypatch):

@@ -165,9 +165,9 @@ def short_machine(environment: dict) -> str:
     return f"{device} ({features[-1]})" if features and environment["device"].startswith("CPU") else device
 
 
-def curve(mode: str, runs: Path = RUNS) -> list[tuple[float, float, float]]:
-    """(training minutes, fused top-1 on the 2,000 test images, epoch) at each periodic evaluation."""
-    state = json.loads((runs / mode / "trainer_state.json").read_text())
+def curve(state: dict) -> list[tuple[float, float, float]]:
+    """(training minutes, fused top-1 on the 2,000 test images, epoch) at each periodic evaluation of a run's
+    ``trainer_state.json``."""
     return [(entry["train_wall_s"] / 60, entry["eval_fused_top1"], entry["epoch"]) for entry in state["log_history"]
             if "eval_fused_top1" in entry and "train_wall_s" in entry]
 
@@ -177,16 +177,29 @@ def minutes_to(points: list[tuple[float, float, float]], threshold: float, colum
     return next((round(point[column], 1) for point in points if point[1] >= threshold), None)
 
 
-def training_seconds(mode: str, runs: Path = RUNS) -> float:
+def training_seconds(state: dict) -> float:
     """Seconds of training steps over the whole run (the clock's last reading: the Trainer logs once more when
     training ends)."""
-    state = json.loads((runs / mode / "trainer_state.json").read_text())
     return max(entry.get("train_wall_s", 0.0) for entry in state["log_history"])
 
 
-def seconds_per_step(mode: str, runs: Path = RUNS) -> float:
-    state = json.loads((runs / mode / "trainer_state.json").read_text())
-    return training_seconds(mode, runs) / max(state["global_step"], 1)
+def run_row(mode: str, run: Path, environment: dict) -> tuple[dict, list[tuple[float, float, float]]]:
+    """A finished run's row of the table and its curve, from its folder: final metrics on all test images, the
+    clock, the curve's thresholds, the budget and the machine that trained it."""
+    metrics = json.loads((run / "all_results.json").read_text())
+    state = json.loads((run / "trainer_state.json").read_text())
+    points, seconds = curve(state), training_seconds(state)
+    row = {
+        "mode": mode, "fused": metrics["eval_fused_top1"], "cls": metrics["eval_cls_top1"],
+        "distill": metrics["eval_distill_top1"], "teacher": metrics.get("eval_teacher_top1"),
+        "train_minutes": seconds / 60 or metrics["train_runtime_s"] / 60,
+        "minutes_to": {f"{t:.0%}": minutes_to(points, t) for t in THRESHOLDS},
+        "epochs_to": {f"{t:.0%}": minutes_to(points, t, column=2) for t in THRESHOLDS},
+        "seconds_per_step": round(seconds / max(state["global_step"], 1), 4),
+        "budget_minutes": budget_minutes_of(run), "epochs": round(state["epoch"], 2),
+        "machine": run_machine(run, environment),
+    }
+    return row, points
 
 
 def another_teacher(row: dict, teacher_top1: float | None) -> bool:
@@ -256,21 +269,10 @@ def table(environment: dict, runs: Path = RUNS, out: Path = RESULTS / "students.
                 rows.append(saved_rows[mode])
                 curves[mode] = [tuple(point) for point in saved["curves"].get(mode, [])]
             continue
-        metrics = json.loads(results.read_text())
-        curves[mode] = curve(mode, runs)
-        if mode in saved_rows and another_teacher(saved_rows[mode], metrics.get("eval_teacher_top1")):
+        row, curves[mode] = run_row(mode, runs / mode, environment)
+        if mode in saved_rows and another_teacher(saved_rows[mode], row["teacher"]):
             earlier.append(saved_rows[mode])
-        rows.append({
-            "mode": mode, "fused": metrics["eval_fused_top1"], "cls": metrics["eval_cls_top1"],
-            "distill": metrics["eval_distill_top1"], "teacher": metrics.get("eval_teacher_top1"),
-            "train_minutes": training_seconds(mode, runs) / 60 or metrics["train_runtime_s"] / 60,
-            "minutes_to": {f"{t:.0%}": minutes_to(curves[mode], t) for t in THRESHOLDS},
-            "epochs_to": {f"{t:.0%}": minutes_to(curves[mode], t, column=2) for t in THRESHOLDS},
-            "seconds_per_step": round(seconds_per_step(mode, runs), 4),
-            "budget_minutes": budget_minutes_of(runs / mode),
-            "epochs": round(json.loads((runs / mode / "trainer_state.json").read_text())["epoch"], 2),
-            "machine": run_machine(runs / mode, environment),
-        })
+        rows.append(row)
     if curves:
         plot(curves, png)
     binomial = 100 * math.sqrt(0.85 * 0.15 / 10000)

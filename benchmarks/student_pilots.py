@@ -97,8 +97,8 @@ def run_pilot(name: str, dataset: Path, epochs: float, eval_every: int, scratch:
             "--eval_strategy", "steps", "--eval_steps", str(eval_every), "--save_strategy", "no",
             "--disable_tqdm", "true", *PILOTS[name][1], *extra]
     metrics = run_distillation(*parse_config(argv), callbacks=[TrainingClock()])
-    points = curve(name, output_dir.parent)
     state = json.loads((output_dir / "trainer_state.json").read_text())
+    points = curve(state)
     minutes = points[-1][0] if points else metrics["train_runtime_s"] / 60
     return {"what": PILOTS[name][0], "flags": PILOTS[name][1] + extra, "epochs": epochs,
             "heldout_images": metrics["eval_images"], "heldout_fused_top1": metrics["eval_fused_top1"],

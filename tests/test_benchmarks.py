@@ -92,7 +92,8 @@ def test_precision_update_keeps_only_rows_timed_on_this_machine():
     from timing import machine
 
     here = machine()
-    elsewhere = {**here, "cpu_features": ["AVX2"], "date": "2026-01-01"}
+    other_features = ["AVX2", "AVX-512"] if here["cpu_features"] == ["AVX2"] else ["AVX2"]  # differs on any CPU
+    elsewhere = {**here, "cpu_features": other_features, "date": "2026-01-01"}
     previous = {"environment": elsewhere, "rows": [
         {"variant": "fp32_sdpa", "environment": {**here, "date": "2026-01-01"}},  # same machine, another day
         {"variant": "eager", "environment": elsewhere},

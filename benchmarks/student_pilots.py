@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cifar10_students import CONFIG, TrainingClock, curve  # noqa: E402
+from cifar10_students import CONFIG, TrainingClock, curve, training_seconds  # noqa: E402
 from results_page import save_section  # noqa: E402
 from timing import LOCAL_CIFAR10, RESULTS, describe_machine, machine  # noqa: E402
 
@@ -99,7 +99,7 @@ def run_pilot(name: str, dataset: Path, epochs: float, eval_every: int, scratch:
     metrics = run_distillation(*parse_config(argv), callbacks=[TrainingClock()])
     state = json.loads((output_dir / "trainer_state.json").read_text())
     points = curve(state)
-    minutes = points[-1][0] if points else metrics["train_runtime_s"] / 60
+    minutes = training_seconds(state) / 60 or metrics["train_runtime_s"] / 60
     return {"what": PILOTS[name][0], "flags": PILOTS[name][1] + extra, "epochs": epochs,
             "heldout_images": metrics["eval_images"], "heldout_fused_top1": metrics["eval_fused_top1"],
             "train_minutes": round(minutes, 2), "seconds_per_step": round(60 * minutes / max(state["global_step"], 1), 3),

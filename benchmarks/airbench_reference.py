@@ -33,7 +33,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
 from teacher_pilots import load_uint8  # noqa: E402
-from timing import LOCAL_CIFAR10, RESULTS, describe_machine, machine  # noqa: E402
+from timing import LOCAL_CIFAR10, RESULTS, machine, machines_line  # noqa: E402
 
 from hf_deit.data.device import crop_flip_normalise  # noqa: E402
 from hf_deit.training.whitening import patch_whitening_filters  # noqa: E402
@@ -196,9 +196,9 @@ def section(runs: dict) -> str:
         accuracies = " | ".join(f"{100 * top1[name]:.2f} %" for name in ("plain", "mirror", "mirror_translate"))
         lines.append(f"| {run['epochs']} ({run['steps']}) | {accuracies} | {run['train_minutes']:.1f} min | "
                      f"{run['dtype']} |")
-    machines = {describe_machine(r["machine"]) for r in runs.values()}
+    machines = {f"{run['epochs']} epochs": run["machine"] for run in sorted(runs.values(), key=lambda r: r["epochs"])}
     reproduce = "python benchmarks/airbench_reference.py --dataset_name ../shared/data/cifar10 --epochs E"
-    return "\n".join(lines) + "\n\nMachine: " + "; ".join(sorted(machines)) + f". Reproduce: `{reproduce}`."
+    return "\n".join(lines) + "\n\n" + machines_line(machines) + f" Reproduce: `{reproduce}`."
 
 
 def main(argv=None) -> dict:

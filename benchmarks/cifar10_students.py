@@ -31,7 +31,7 @@ from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
-from timing import LOCAL_CIFAR10, REPO, RESULTS, StepTimer, describe_machine, machine  # noqa: E402
+from timing import LOCAL_CIFAR10, REPO, RESULTS, StepTimer, machine, machines_line, same_machine  # noqa: E402
 
 MODES = ("hard", "soft", "none")
 THRESHOLDS = (0.60, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
@@ -144,12 +144,19 @@ def run_mode(mode: str, dataset: str, eval_every: int, save_every: int, extra: l
 
 
 def record_machine(run: Path) -> None:
-    """Write the machine that trains ``run`` into its folder (once: a resumed run keeps the first), so that a
-    table assembled in a later session names the CPU each row was timed on."""
+    """Write the machine that trains ``run`` into its folder, so that a table assembled in a later session names
+    the CPU each row was timed on. A run resumed on a different machine adds it under ``resumed_on``: its
+    minutes then mix two speeds, and the row must say so."""
     path = run / "machine.json"
+    current = machine()
     if not path.exists():
         run.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(machine(), indent=2))
+        path.write_text(json.dumps(current, indent=2))
+        return
+    recorded = json.loads(path.read_text())
+    if not any(same_machine(seen, current) for seen in [recorded, *recorded.get("resumed_on", [])]):
+        recorded["resumed_on"] = [*recorded.get("resumed_on", []), current]
+        path.write_text(json.dumps(recorded, indent=2))
 
 
 def run_machine(run: Path, fallback: dict) -> dict:
@@ -159,10 +166,12 @@ def run_machine(run: Path, fallback: dict) -> dict:
 
 
 def short_machine(environment: dict) -> str:
-    """A table cell for a row's machine: the CPU (or GPU) and its widest instruction set."""
+    """A table cell for a row's machine: the CPU (or GPU) and its widest instruction set, and each machine the run
+    was resumed on."""
     device = environment["device"].removeprefix("CPU: ")
     features = environment.get("cpu_features") or []
-    return f"{device} ({features[-1]})" if features and environment["device"].startswith("CPU") else device
+    cell = f"{device} ({features[-1]})" if features and environment["device"].startswith("CPU") else device
+    return " + ".join([cell, *(short_machine(later) for later in environment.get("resumed_on", []))])
 
 
 def curve(state: dict) -> list[tuple[float, float, float]]:
@@ -295,18 +304,9 @@ def table(environment: dict, runs: Path = RUNS, out: Path = RESULTS / "students.
                   *students_table(earlier)]
     lines += ["", f"![test accuracy against training time]({png.name})", "",
               f"Reproduce: `{reproduce(rows, dataset, config, runs, out)}` for each mode, then the same with `--table` in "
-              f"place of `--mode MODE`. {machines_line(rows, environment)}"]
+              f"place of `--mode MODE`. {machines_line({row['mode']: row['machine'] for row in rows}, environment)}"]
     return {"rows": rows, "earlier_rows": earlier, "curves": curves, "machine": environment,
             "markdown": "\n".join(lines)}
-
-
-def machines_line(rows: list[dict], environment: dict) -> str:
-    """The machine the rows were timed on, or each row's when the modes ran on different ones (a minutes
-    budget then buys different epochs: compare the epochs columns too)."""
-    described = {row["mode"]: describe_machine(row["machine"]) for row in rows}
-    if len(set(described.values())) <= 1:
-        return f"Machine: {next(iter(described.values()), describe_machine(environment))}."
-    return "Machines: " + "; ".join(f"{mode}: {text}" for mode, text in described.items()) + "."
 
 
 def plot(curves: dict, out: Path) -> None:

@@ -24,7 +24,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cifar10_students import CONFIG, TrainingClock, curve, training_seconds  # noqa: E402
 from results_page import save_section  # noqa: E402
-from timing import LOCAL_CIFAR10, RESULTS, describe_machine, machine  # noqa: E402
+from timing import LOCAL_CIFAR10, RESULTS, machine, machines_line  # noqa: E402
 
 WIDTH_128_DEPTH_6 = ["--hidden_size", "128", "--num_hidden_layers", "6", "--num_attention_heads", "4",
                      "--intermediate_size", "512"]
@@ -121,8 +121,7 @@ def section(results: dict) -> str:
         lines.append(f"| {name} | {r['what']} | {flags} | {r['epochs']:g} | {100 * r['heldout_fused_top1']:.2f} | "
                      f"{' / '.join(f'{100 * point[1]:.1f}' for point in r['curve'])} | "
                      f"{r['train_minutes']:.1f} | {r['seconds_per_step']:.2f} |")
-    machines = {describe_machine(r["machine"]) for r in results.values()}
-    return "\n".join(lines) + "\n\nMachine: " + "; ".join(sorted(machines)) + "."
+    return "\n".join(lines) + "\n\n" + machines_line({name: r["machine"] for name, r in results.items()})
 
 
 def main(argv=None) -> dict:

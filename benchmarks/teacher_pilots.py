@@ -32,7 +32,7 @@ from transformers import AutoConfig, AutoModelForImageClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
-from timing import LOCAL_CIFAR10, RESULTS, describe_machine, machine  # noqa: E402
+from timing import LOCAL_CIFAR10, RESULTS, machine, machines_line  # noqa: E402
 
 from hf_deit.data.device import crop_flip_normalise  # noqa: E402
 from hf_deit.modeling import new_image_classifier  # noqa: E402
@@ -225,8 +225,7 @@ def section(results: dict) -> str:
         last = result["epochs"][-1]
         lines.append(f"| {name} | {result['what']} | {curve} | {100 * last['heldout_flip_tta_top1']:.1f} | "
                      f"{last['minutes']:.1f} |")
-    machines = {describe_machine(r["machine"]) for r in results.values()}
-    return "\n".join(lines) + "\n\nMachine: " + "; ".join(sorted(machines)) + "."
+    return "\n".join(lines) + "\n\n" + machines_line({name: r["machine"] for name, r in results.items()})
 
 
 def main(argv=None) -> None:

@@ -107,8 +107,22 @@ def describe_machine(environment: dict) -> str:
     features = environment.get("cpu_features")
     isa = f" ({', '.join(features) or 'none of ' + ', '.join(CPU_FEATURES.values())})" if features is not None else ""
     device = environment["device"]
+    resumed = "".join(f", resumed on {describe_machine(later)}" for later in environment.get("resumed_on", []))
     return (f"{device}{isa if device.startswith('CPU') else ''}, {environment['torch_threads']} threads, "
-            f"torch {environment['torch']}")
+            f"torch {environment['torch']}{resumed}")
+
+
+def machines_line(machines: dict[str, dict], fallback: dict | None = None) -> str:
+    """The machine a table's rows were timed on, or each row's (keyed by its label) when they differ: a
+    minutes budget buys different work on different CPUs, so a reader must see which row ran where.
+    ``fallback`` names this machine when the table has no rows yet."""
+    rows_on: dict[str, list[str]] = {}
+    for label, environment in machines.items():
+        rows_on.setdefault(describe_machine(environment), []).append(label)
+    if len(rows_on) <= 1:
+        only = next(iter(rows_on), None) or (describe_machine(fallback) if fallback else "none recorded")
+        return f"Machine: {only}."
+    return "Machines: " + "; ".join(f"{', '.join(labels)}: {text}" for text, labels in rows_on.items()) + "."
 
 
 def same_machine(first: dict, second: dict) -> bool:

@@ -228,6 +228,39 @@ def test_students_table_names_each_rows_machine(tmp_path):
     assert "Machines:" not in result["markdown"] and "Machine: CPU: Intel Xeon (AVX2" in result["markdown"]
 
 
+def test_students_row_names_the_machine_a_run_was_resumed_on(tmp_path, monkeypatch):
+    """A run resumed in a later session on another CPU mixes two speeds in its minutes: its folder records both,
+    and the row's cell and the page's machine line name both; a resume on the same machine records nothing."""
+    import cifar10_students
+
+    xeon = {"device": "CPU: Intel Xeon", "cpu_cores": 2, "cpu_features": ["AVX2", "AVX-512", "AVX512-BF16"],
+            "torch_threads": 2, "torch": "2.14.1", "date": "2026-12-05"}
+    epyc = {**xeon, "device": "CPU: AMD EPYC", "cpu_features": ["AVX2"], "date": "2026-12-06"}
+    run = tmp_path / "hard"
+    for current in (xeon, {**xeon, "date": "2026-12-06"}, epyc, epyc):
+        monkeypatch.setattr(cifar10_students, "machine", lambda current=current: current)
+        cifar10_students.record_machine(run)
+    recorded = cifar10_students.run_machine(run, fallback={})
+    assert recorded == {**xeon, "resumed_on": [epyc]}
+    assert cifar10_students.short_machine(recorded) == "Intel Xeon (AVX512-BF16) + AMD EPYC (AVX2)"
+    line = cifar10_students.machines_line({"hard": recorded, "none": epyc})
+    assert line.startswith("Machines: hard: CPU: Intel Xeon") and ", resumed on CPU: AMD EPYC (AVX2)" in line
+    assert line.endswith("none: CPU: AMD EPYC (AVX2), 2 threads, torch 2.14.1.")
+
+
+def test_machines_line_groups_rows_by_machine():
+    """Reference and pilot tables name each row's machine only when the rows ran on different ones, grouped."""
+    from timing import machines_line
+
+    xeon = {"device": "CPU: Intel Xeon", "cpu_features": ["AVX2"], "torch_threads": 2, "torch": "2.14.1"}
+    epyc = {**xeon, "device": "CPU: AMD EPYC"}
+    assert machines_line({"a": xeon, "b": xeon}) == "Machine: CPU: Intel Xeon (AVX2), 2 threads, torch 2.14.1."
+    assert machines_line({"a": xeon, "b": epyc, "c": xeon}) == (
+        "Machines: a, c: CPU: Intel Xeon (AVX2), 2 threads, torch 2.14.1; b: CPU: AMD EPYC (AVX2), 2 threads, "
+        "torch 2.14.1.")
+    assert machines_line({}, fallback=epyc) == "Machine: CPU: AMD EPYC (AVX2), 2 threads, torch 2.14.1."
+
+
 def test_students_budget_turns_minutes_into_epochs_once(sample_dir, tiny_teacher, tmp_path, monkeypatch):
     """--budget_minutes: a probe times this machine's steps, the run trains the epochs that fill the budget, and a
     resumed run keeps that schedule instead of probing again."""

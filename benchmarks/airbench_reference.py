@@ -191,12 +191,13 @@ def section(runs: dict) -> str:
              "architecture, so it cannot be the shipped teacher: it measures what this CPU and data allow.", "",
              "| epochs (steps) | test top-1 | mirror TTA | mirror + translate TTA | training wall time | dtype |",
              "|---:|---:|---:|---:|---:|---|"]
-    for run in sorted(runs.values(), key=lambda r: r["epochs"]):
+    ordered = sorted(runs.values(), key=lambda r: r["epochs"])
+    for run in ordered:
         top1 = run["test_top1"]
         accuracies = " | ".join(f"{100 * top1[name]:.2f} %" for name in ("plain", "mirror", "mirror_translate"))
         lines.append(f"| {run['epochs']} ({run['steps']}) | {accuracies} | {run['train_minutes']:.1f} min | "
                      f"{run['dtype']} |")
-    machines = {f"{run['epochs']} epochs": run["machine"] for run in sorted(runs.values(), key=lambda r: r["epochs"])}
+    machines = {f"{run['epochs']} epochs": run["machine"] for run in ordered}
     reproduce = "python benchmarks/airbench_reference.py --dataset_name ../shared/data/cifar10 --epochs E"
     return "\n".join(lines) + "\n\n" + machines_line(machines) + f" Reproduce: `{reproduce}`."
 

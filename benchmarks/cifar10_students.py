@@ -168,7 +168,7 @@ def run_machine(run: Path, fallback: dict) -> dict:
 def short_machine(environment: dict) -> str:
     """A table cell for a row's machine: the CPU (or GPU) and its widest instruction set, and each machine the run
     was resumed on."""
-    device = environment["device"].removeprefix("CPU: ")
+    device = environment["device"].removeprefix("CPU: ").replace("(R)", "").replace(" Processor", "")
     features = environment.get("cpu_features") or []
     cell = f"{device} ({features[-1]})" if features and environment["device"].startswith("CPU") else device
     return " + ".join([cell, *(short_machine(later) for later in environment.get("resumed_on", []))])
@@ -226,7 +226,7 @@ def students_table(rows: list[dict]) -> list[str]:
     for r in rows:
         teacher = "not used" if r["mode"] == "none" or r.get("teacher") is None else f"{100 * r['teacher']:.2f}"
         epochs = "—" if r.get("epochs") is None else f"{r['epochs']:.2f}"  # rows saved before epochs were recorded
-        lines.append(f"| {r['mode']} | {teacher} | **{100 * r['fused']:.2f}** | {100 * r['cls']:.2f} | "
+        lines.append(f"| {r.get('label', r['mode'])} | {teacher} | **{100 * r['fused']:.2f}** | {100 * r['cls']:.2f} | "
                      f"{100 * r['distill']:.2f} | {r['train_minutes']:.1f} | {epochs} | {r['seconds_per_step']:.2f} | "
                      f"{short_machine(r['machine'])} |")
     return lines
@@ -266,22 +266,25 @@ def table(environment: dict, runs: Path = RUNS, out: Path = RESULTS / "students.
     (the last JSON), since run folders stay on the machine that trained them and modes span sessions. The
     time-to-accuracy plot goes next to ``out``."""
     png = out.with_name(f"{out.stem}_time_to_accuracy.png")
-    rows, curves = [], {}
-    saved_rows = {row["mode"]: row for row in (saved or {}).get("rows", [])}
+    saved_rows = list((saved or {}).get("rows", []))
+    saved_curves = (saved or {}).get("curves", {})
     earlier = list((saved or {}).get("earlier_rows", []))
-    for row in [*saved_rows.values(), *earlier]:  # rows saved before each carried its machine: the page's
+    for row in [*saved_rows, *earlier]:  # rows saved before each carried its machine: the page's
         row.setdefault("machine", saved.get("machine", environment))
+        row.setdefault("label", row["mode"])
+    rows, curves = [], {}
     for mode in MODES:
-        results = runs / mode / "all_results.json"
-        if not results.exists():
-            if mode in saved_rows:
-                rows.append(saved_rows[mode])
-                curves[mode] = [tuple(point) for point in saved["curves"].get(mode, [])]
-            continue
-        row, curves[mode] = run_row(mode, runs / mode, environment)
-        if mode in saved_rows and another_teacher(saved_rows[mode], row["teacher"]):
-            earlier.append(saved_rows[mode])
-        rows.append(row)
+        kept = [(row, saved_curves.get(row["label"], [])) for row in saved_rows if row["mode"] == mode]
+        if (runs / mode / "all_results.json").exists():
+            row, points = run_row(mode, runs / mode, environment)
+            earlier += [old for old, _ in kept if another_teacher(old, row["teacher"])]
+            kept = [(old, old_curve) for old, old_curve in kept  # a re-run on this machine replaces its row
+                    if not another_teacher(old, row["teacher"]) and not same_machine(old["machine"], row["machine"])]
+            kept.append((row, points))
+        for row, points in kept:
+            row["label"] = mode if len(kept) == 1 else f"{mode} on {short_machine(row['machine'])}"
+            rows.append(row)
+            curves[row["label"]] = [tuple(point) for point in points]
     if curves:
         plot(curves, png)
     binomial = 100 * math.sqrt(0.85 * 0.15 / 10000)
@@ -292,19 +295,19 @@ def table(environment: dict, runs: Path = RUNS, out: Path = RESULTS / "students.
     lines += ["", "Minutes of training to reach a fused top-1 on the first 2,000 test images (periodic evaluations; "
               "— : not reached):", "", "| distillation | " + " | ".join(f"{t:.0%}" for t in THRESHOLDS) + " |",
               "|---|" + "---:|" * len(THRESHOLDS)]
-    lines += ["| " + r["mode"] + " | " + " | ".join("—" if v is None else f"{v}" for v in r["minutes_to"].values())
+    lines += ["| " + r["label"] + " | " + " | ".join("—" if v is None else f"{v}" for v in r["minutes_to"].values())
               + " |" for r in rows]
     lines += ["", "The same in epochs (independent of the machine; the runs may come from sessions on different "
               "CPUs, see s / step above):", "", "| distillation | " + " | ".join(f"{t:.0%}" for t in THRESHOLDS) + " |",
               "|---|" + "---:|" * len(THRESHOLDS)]
-    lines += ["| " + r["mode"] + " | " + " | ".join("—" if v is None else f"{v}" for v in r["epochs_to"].values())
+    lines += ["| " + r["label"] + " | " + " | ".join("—" if v is None else f"{v}" for v in r["epochs_to"].values())
               + " |" for r in rows]
     if earlier:
         lines += ["", "Earlier runs of a mode, distilled from another teacher (kept when the mode was re-run):", "",
                   *students_table(earlier)]
     lines += ["", f"![test accuracy against training time]({png.name})", "",
               f"Reproduce: `{reproduce(rows, dataset, config, runs, out)}` for each mode, then the same with `--table` in "
-              f"place of `--mode MODE`. {machines_line({row['mode']: row['machine'] for row in rows}, environment)}"]
+              f"place of `--mode MODE`. {machines_line({row['label']: row['machine'] for row in rows}, environment)}"]
     return {"rows": rows, "earlier_rows": earlier, "curves": curves, "machine": environment,
             "markdown": "\n".join(lines)}
 

@@ -228,6 +228,44 @@ def test_students_table_names_each_rows_machine(tmp_path):
     assert "Machines:" not in result["markdown"] and "Machine: CPU: Intel Xeon (AVX2" in result["markdown"]
 
 
+def test_students_table_keeps_a_modes_rows_from_different_machines(tmp_path):
+    """A mode re-run on another CPU (to compare it with modes that ran there) adds a row: the earlier machine's
+    row and curve stay, each labelled with its machine; a re-run on the same machine replaces its row."""
+    import cifar10_students
+
+    xeon = {"device": "CPU: Intel Xeon", "cpu_cores": 2, "cpu_features": ["AVX2", "AVX-512", "AVX512-BF16"],
+            "torch_threads": 2, "torch": "2.14.1"}
+    epyc = {**xeon, "device": "CPU: AMD EPYC", "cpu_features": ["AVX2"]}
+    row = {"cls": 0.7, "distill": 0.7, "teacher": 0.89, "train_minutes": 90.0, "seconds_per_step": 1.0,
+           "minutes_to": {}, "epochs_to": {}, "budget_minutes": 90.0, "epochs": 27.0}
+    saved = {"rows": [{**row, "mode": "hard", "fused": 0.77, "machine": xeon},
+                      {**row, "mode": "none", "fused": 0.78, "machine": epyc}],
+             "curves": {"hard": [[1.0, 0.5, 1.0]], "none": [[1.0, 0.6, 1.0]]}, "machine": xeon}
+    run = tmp_path / "runs" / "hard"
+    run.mkdir(parents=True)
+    (run / "all_results.json").write_text(json.dumps(
+        {"eval_fused_top1": 0.74, "eval_cls_top1": 0.74, "eval_distill_top1": 0.74, "eval_teacher_top1": 0.89}))
+    (run / "trainer_state.json").write_text(json.dumps({"global_step": 100, "epoch": 20.0, "log_history": [
+        {"eval_fused_top1": 0.65, "train_wall_s": 600.0, "epoch": 10.0}, {"train_wall_s": 5400.0}]}))
+    (run / "machine.json").write_text(json.dumps(epyc))
+    result = cifar10_students.table(epyc, tmp_path / "runs", tmp_path / "students.json",
+                                    saved=json.loads(json.dumps(saved)))
+    labels = [r["label"] for r in result["rows"]]
+    assert labels == ["hard on Intel Xeon (AVX512-BF16)", "hard on AMD EPYC (AVX2)", "none"]
+    assert [r["fused"] for r in result["rows"]] == [0.77, 0.74, 0.78] and not result["earlier_rows"]
+    assert result["curves"]["hard on Intel Xeon (AVX512-BF16)"] == [(1.0, 0.5, 1.0)]
+    assert result["curves"]["hard on AMD EPYC (AVX2)"] == [(10.0, 0.65, 10.0)]
+    assert "| hard on AMD EPYC (AVX2) | 89.00 | **74.00** |" in result["markdown"]
+    assert "| hard on AMD EPYC (AVX2) | 10.0 |" in result["markdown"]  # the time tables name rows by label too
+    again = cifar10_students.table(epyc, tmp_path / "runs", tmp_path / "students.json",
+                                   saved=json.loads(json.dumps(result, default=list)))  # the page rebuilt later
+    assert [r["label"] for r in again["rows"]] == labels and again["curves"] == result["curves"]
+    (run / "machine.json").write_text(json.dumps(xeon))  # the same mode re-run on the first machine: replaced
+    result = cifar10_students.table(xeon, tmp_path / "runs", tmp_path / "students.json",
+                                    saved=json.loads(json.dumps(saved)))
+    assert [(r["label"], r["fused"]) for r in result["rows"]] == [("hard", 0.74), ("none", 0.78)]
+
+
 def test_students_row_names_the_machine_a_run_was_resumed_on(tmp_path, monkeypatch):
     """A run resumed in a later session on another CPU mixes two speeds in its minutes: its folder records both,
     and the row's cell and the page's machine line name both; a resume on the same machine records nothing."""
@@ -469,3 +507,37 @@ def test_airbench_reference_whitens_its_first_layer_and_scores_the_test_split_on
     rows = [line for line in saved["markdown"].splitlines() if line.startswith("| 1.0 (4) |") or
             line.startswith("| 2.0 (8) |")]
     assert [row.split(" |")[0] for row in rows] == ["| 1.0 (4)", "| 2.0 (8)"]  # sorted by epochs
+
+
+def test_teacher_agreement_counts_views_whose_teacher_argmax_is_not_the_label(sample_dir, tiny_teacher, tmp_path):
+    """The share of hard distillation's targets that differ from the labels, over the config's own training views."""
+    import teacher_agreement
+    import torch
+
+    from helpers import TINY_STUDENT_ARGS
+
+    class AlwaysClassZero:
+        def __init__(self, batches):
+            self.batches, self.passes = batches, 0
+
+        def get_train_dataloader(self):
+            self.passes += 1
+            return self.batches
+
+        def teacher(self, pixel_values):
+            return torch.nn.functional.one_hot(torch.zeros(len(pixel_values), dtype=torch.long), 10).float()
+
+    batches = [{"pixel_values": torch.zeros(4, 3, 8, 8), "labels": torch.tensor([0, 1, 2, 0])},
+               {"pixel_values": torch.zeros(2, 3, 8, 8), "labels": torch.tensor([[0.9, 0.1] + [0] * 8,
+                                                                                 [0.2, 0.8] + [0] * 8])}]
+    trainer = AlwaysClassZero(batches)
+    assert teacher_agreement.count_disagreements(trainer, epochs=3) == {"views": 18, "differ": 9}
+    assert trainer.passes == 3
+
+    result = teacher_agreement.main(["--dataset_name", str(sample_dir), "--epochs", "1",
+                                     "--out", str(tmp_path / "agreement.json"),
+                                     "--teacher_model_name_or_path", str(tiny_teacher), "--max_train_samples", "32",
+                                     "--per_device_train_batch_size", "16", *TINY_STUDENT_ARGS])
+    assert result["views"] == 32 and 0 <= result["differ"] <= 32
+    assert f"| 32 | {result['differ']} |" in result["markdown"]
+    assert json.loads((tmp_path / "agreement.json").read_text())["share"] == result["share"]

@@ -47,6 +47,8 @@ PAGES = {
          "--config configs/cifar10_cpu_student_w128_patch_drop.yaml --runs_dir runs/students_w128_patch_drop "
          "--out docs/results/students_w128_patch_drop.json",
          "The students of `cifar10_cpu_student_w128_patch_drop.yaml` (patch dropout): hard vs soft vs none"),
+        ("teacher_agreement", "python benchmarks/teacher_agreement.py --dataset_name ../shared/data/cifar10",
+         "How often hard distillation's targets differ from the labels"),
         ("students_w128", "python benchmarks/cifar10_students.py --table --config configs/cifar10_cpu_student_w128.yaml "
          "--runs_dir runs/students_w128 --out docs/results/students_w128.json",
          "The students of `cifar10_cpu_student_w128.yaml`: hard vs soft vs none"),

@@ -6,7 +6,11 @@ student config's own training pipeline (``--config``: its data, augmentation and
 ``build_distillation_run``) for ``--epochs`` passes over the training images, without training anything, and
 counts the views whose teacher argmax is not the label.
 
-    python benchmarks/teacher_agreement.py --dataset_name ../shared/data/cifar10     # ~5 min on 2 CPU cores
+    python benchmarks/teacher_agreement.py --dataset_name ../shared/data/cifar10     # ~6 min on 2 CPU cores
+    python benchmarks/teacher_agreement.py --dataset_name ../shared/data/cifar10 --random_crop_padding 2
+
+Flags it does not know are the config's overrides (as ``scripts/distill.py`` takes them); each set of overrides
+adds a row to the table, or replaces its own.
 
 Writes ``--out`` (default ``docs/results/teacher_agreement.json``, a section of ``docs/results/cifar10_cpu.md``).
 """
@@ -14,6 +18,7 @@ Writes ``--out`` (default ``docs/results/teacher_agreement.json``, a section of 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import tempfile
@@ -46,27 +51,28 @@ def count_disagreements(trainer, epochs: int) -> dict[str, int]:
     return {"views": seen, "differ": differ}
 
 
-def section(counts: dict[str, int], config: Path, epochs: int, dataset: str, environment: dict) -> str:
-    share = counts["differ"] / counts["views"]
-    error = math.sqrt(share * (1 - share) / counts["views"])
-    try:
-        shown = config.resolve().relative_to(REPO)
-    except ValueError:
-        shown = config
-    return "\n".join([
-        "## How often hard distillation's targets differ from the labels",
-        "",
-        f"The teacher of `{shown}` on the training views its student sees ({epochs} passes over the training "
-        "images through the config's own augmentation, nothing trained): where its argmax is the label, the "
-        "distillation token's target is the class token's.",
-        "",
-        "| training views | teacher argmax ≠ label | share |",
-        "|---:|---:|---:|",
-        f"| {counts['views']:,} | {counts['differ']:,} | {100 * share:.2f} % ± {100 * error:.2f} |",
-        "",
-        f"Reproduce: `python benchmarks/teacher_agreement.py --dataset_name {dataset} --config {shown} "
-        f"--epochs {epochs}`. Machine: {describe_machine(environment)}.",
-    ])
+def section(rows: list[dict], config: str, dataset: str, environment: dict) -> str:
+    """One row per measured pipeline (the config's own, and each set of overrides run since)."""
+    lines = ["## How often hard distillation's targets differ from the labels", "",
+             f"The teacher of `{config}` on the training views its student sees (passes over the training images "
+             "through the config's own augmentation, with the row's overrides; nothing trained): where its argmax "
+             "is the label, the distillation token's target is the class token's.", "",
+             "| overrides | crop padding (px) | passes | training views | teacher argmax ≠ label | share |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        share = row["differ"] / row["views"]
+        error = math.sqrt(share * (1 - share) / row["views"])
+        lines.append(f"| {row['overrides'] or 'none (the config as committed)'} | {row['crop_padding']} | "
+                     f"{row['epochs']} | {row['views']:,} | {row['differ']:,} | {100 * share:.2f} % ± "
+                     f"{100 * error:.2f} |")
+    lines += ["", f"Reproduce a row: `python benchmarks/teacher_agreement.py --dataset_name {dataset} --config {config} "
+              "--epochs PASSES OVERRIDES`. Machine: " + describe_machine(environment) + "."]
+    return "\n".join(lines)
+
+
+def shown(config: str) -> str:
+    path = Path(config).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else config
 
 
 def main(argv=None) -> dict:
@@ -83,13 +89,17 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         flags = ["--config", args.config, "--dataset_name", args.dataset_name, "--distillation_type", "hard",
                  "--output_dir", scratch, "--eval_strategy", "no", "--save_strategy", "no", *extra]
-        run = build_distillation_run(*parse_config(flags))
+        model_config, data_config, training_args = parse_config(flags)
+        run = build_distillation_run(model_config, data_config, training_args)
         counts = count_disagreements(run.trainer, args.epochs)
-    environment = machine()
-    result = {**counts, "share": counts["differ"] / counts["views"], "epochs": args.epochs, "config": args.config,
-              "machine": environment,
-              "markdown": section(counts, Path(args.config), args.epochs, args.dataset_name, environment)}
-    save_section(result, Path(args.out))
+    out, config, environment = Path(args.out), shown(args.config), machine()
+    row = {**counts, "overrides": " ".join(extra), "crop_padding": data_config.random_crop_padding,
+           "epochs": args.epochs, "machine": environment}
+    saved = json.loads(out.read_text()) if out.exists() else {}
+    rows = [old for old in saved.get("rows", []) if saved.get("config") != config or old["overrides"] != row["overrides"]]
+    rows = [*rows, row] if saved.get("config") == config else [row]  # another config starts a new table
+    result = {"config": config, "rows": rows, "markdown": section(rows, config, args.dataset_name, environment)}
+    save_section(result, out)
     return result
 
 

@@ -534,10 +534,16 @@ def test_teacher_agreement_counts_views_whose_teacher_argmax_is_not_the_label(sa
     assert teacher_agreement.count_disagreements(trainer, epochs=3) == {"views": 18, "differ": 9}
     assert trainer.passes == 3
 
-    result = teacher_agreement.main(["--dataset_name", str(sample_dir), "--epochs", "1",
-                                     "--out", str(tmp_path / "agreement.json"),
-                                     "--teacher_model_name_or_path", str(tiny_teacher), "--max_train_samples", "32",
-                                     "--per_device_train_batch_size", "16", *TINY_STUDENT_ARGS])
-    assert result["views"] == 32 and 0 <= result["differ"] <= 32
-    assert f"| 32 | {result['differ']} |" in result["markdown"]
-    assert json.loads((tmp_path / "agreement.json").read_text())["share"] == result["share"]
+    flags = ["--dataset_name", str(sample_dir), "--epochs", "1", "--out", str(tmp_path / "agreement.json"),
+             "--teacher_model_name_or_path", str(tiny_teacher), "--max_train_samples", "32",
+             "--per_device_train_batch_size", "16", *TINY_STUDENT_ARGS]
+    result = teacher_agreement.main(flags)
+    (row,) = result["rows"]
+    assert row["views"] == 32 and 0 <= row["differ"] <= 32 and row["crop_padding"] == 4
+    assert f"| 4 | 1 | 32 | {row['differ']} |" in result["markdown"]
+    result = teacher_agreement.main(flags + ["--random_crop_padding", "2"])  # another pipeline: a second row
+    assert [r["crop_padding"] for r in result["rows"]] == [4, 2]
+    assert "--random_crop_padding 2" in result["rows"][1]["overrides"] and result["rows"][0] == row
+    result = teacher_agreement.main(flags + ["--random_crop_padding", "2"])  # the same pipeline again: replaced
+    assert [r["crop_padding"] for r in result["rows"]] == [4, 2]
+    assert json.loads((tmp_path / "agreement.json").read_text())["rows"] == result["rows"]

@@ -226,7 +226,7 @@ def students_table(rows: list[dict]) -> list[str]:
     for r in rows:
         teacher = "not used" if r["mode"] == "none" or r.get("teacher") is None else f"{100 * r['teacher']:.2f}"
         epochs = "—" if r.get("epochs") is None else f"{r['epochs']:.2f}"  # rows saved before epochs were recorded
-        lines.append(f"| {r.get('label', r['mode'])} | {teacher} | **{100 * r['fused']:.2f}** | {100 * r['cls']:.2f} | "
+        lines.append(f"| {r['label']} | {teacher} | **{100 * r['fused']:.2f}** | {100 * r['cls']:.2f} | "
                      f"{100 * r['distill']:.2f} | {r['train_minutes']:.1f} | {epochs} | {r['seconds_per_step']:.2f} | "
                      f"{short_machine(r['machine'])} |")
     return lines

@@ -28,7 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
-from timing import LOCAL_CIFAR10, REPO, RESULTS, describe_machine, machine  # noqa: E402
+from cifar10_students import shown  # noqa: E402
+from timing import LOCAL_CIFAR10, REPO, RESULTS, machine, machines_line  # noqa: E402
 
 CONFIG = REPO / "configs" / "cifar10_cpu_student_w128_patch_drop.yaml"
 
@@ -51,7 +52,7 @@ def count_disagreements(trainer, epochs: int) -> dict[str, int]:
     return {"views": seen, "differ": differ}
 
 
-def section(rows: list[dict], config: str, dataset: str, environment: dict) -> str:
+def section(rows: list[dict], config: str, dataset: str) -> str:
     """One row per measured pipeline (the config's own, and each set of overrides run since)."""
     lines = ["## How often hard distillation's targets differ from the labels", "",
              f"The teacher of `{config}` on the training views its student sees (passes over the training images "
@@ -66,13 +67,9 @@ def section(rows: list[dict], config: str, dataset: str, environment: dict) -> s
                      f"{row['epochs']} | {row['views']:,} | {row['differ']:,} | {100 * share:.2f} % ± "
                      f"{100 * error:.2f} |")
     lines += ["", f"Reproduce a row: `python benchmarks/teacher_agreement.py --dataset_name {dataset} --config {config} "
-              "--epochs PASSES OVERRIDES`. Machine: " + describe_machine(environment) + "."]
+              "--epochs PASSES OVERRIDES`. " + machines_line({row["overrides"] or "as committed": row["machine"]
+                                                             for row in rows})]
     return "\n".join(lines)
-
-
-def shown(config: str) -> str:
-    path = Path(config).resolve()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else config
 
 
 def main(argv=None) -> dict:
@@ -92,13 +89,13 @@ def main(argv=None) -> dict:
         model_config, data_config, training_args = parse_config(flags)
         run = build_distillation_run(model_config, data_config, training_args)
         counts = count_disagreements(run.trainer, args.epochs)
-    out, config, environment = Path(args.out), shown(args.config), machine()
+    out, config = Path(args.out), shown(Path(args.config))
     row = {**counts, "overrides": " ".join(extra), "crop_padding": data_config.random_crop_padding,
-           "epochs": args.epochs, "machine": environment}
+           "epochs": args.epochs, "machine": machine()}
     saved = json.loads(out.read_text()) if out.exists() else {}
-    rows = [old for old in saved.get("rows", []) if saved.get("config") != config or old["overrides"] != row["overrides"]]
-    rows = [*rows, row] if saved.get("config") == config else [row]  # another config starts a new table
-    result = {"config": config, "rows": rows, "markdown": section(rows, config, args.dataset_name, environment)}
+    same_table = saved.get("config") == config  # another config starts a new table
+    rows = [old for old in saved.get("rows", []) if same_table and old["overrides"] != row["overrides"]] + [row]
+    result = {"config": config, "rows": rows, "markdown": section(rows, config, args.dataset_name)}
     save_section(result, out)
     return result
 

@@ -513,6 +513,7 @@ def test_teacher_agreement_counts_views_whose_teacher_argmax_is_not_the_label(sa
     """The share of hard distillation's targets that differ from the labels, over the config's own training views."""
     import teacher_agreement
     import torch
+    from timing import describe_machine
 
     from helpers import TINY_STUDENT_ARGS
 
@@ -541,6 +542,7 @@ def test_teacher_agreement_counts_views_whose_teacher_argmax_is_not_the_label(sa
     (row,) = result["rows"]
     assert row["views"] == 32 and 0 <= row["differ"] <= 32 and row["crop_padding"] == 4
     assert f"| 4 | 1 | 32 | {row['differ']} |" in result["markdown"]
+    assert "Machine: " + describe_machine(row["machine"]) + "." in result["markdown"]
     result = teacher_agreement.main(flags + ["--random_crop_padding", "2"])  # another pipeline: a second row
     assert [r["crop_padding"] for r in result["rows"]] == [4, 2]
     assert "--random_crop_padding 2" in result["rows"][1]["overrides"] and result["rows"][0] == row

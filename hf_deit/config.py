@@ -296,6 +296,14 @@ class DistillationConfig(ImageTrainingArguments):
             "images) or 'elementwise_mean' (the official code: mean over images and classes)."
         },
     )
+    distillation_teacher_fraction: float = field(
+        default=1.0,
+        metadata={
+            "help": "Share of each training batch the teacher labels (its first rows; the sampler shuffles): the "
+            "teacher term averages over those images only. 1.0: every image, as in the paper. Below 1 it trades "
+            "teacher forwards for epochs where the teacher costs more than the student (a CNN teacher on CPU)."
+        },
+    )
     mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup alpha (DeiT: 0.8); 0 disables Mixup."})
     cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix alpha (DeiT: 1.0); 0 disables CutMix."})
     mixup_prob: float = field(default=1.0, metadata={"help": "Probability of mixing a batch."})
@@ -335,6 +343,11 @@ class DistillationConfig(ImageTrainingArguments):
         if self.nonfinite_loss_check not in NONFINITE_LOSS_CHECKS:
             raise ValueError(
                 f"nonfinite_loss_check must be one of {NONFINITE_LOSS_CHECKS}, got {self.nonfinite_loss_check!r}."
+            )
+        if not 0.0 < self.distillation_teacher_fraction <= 1.0:
+            raise ValueError(
+                "distillation_teacher_fraction must be in (0, 1] (the share of each batch the teacher labels), got "
+                f"{self.distillation_teacher_fraction}; use 1.0 for the paper's recipe."
             )
         if self.repeated_augmentation < 1:
             raise ValueError(f"repeated_augmentation must be >= 1 (1 = off), got {self.repeated_augmentation}.")

@@ -15,6 +15,9 @@ With ``none`` the official code leaves the distillation head untrained; we train
 labels so that the fused prediction used by ``pipeline(...)`` averages two trained heads.
 When ``distill_logits`` is ``None`` (a student without a distillation token) the class head
 takes both terms: the paper's "usual distillation".
+
+``teacher_logits`` may cover only the first rows of the batch (``distillation_teacher_fraction``):
+the teacher term then averages over those rows, and the label term over all of them.
 """
 
 from __future__ import annotations
@@ -81,6 +84,11 @@ def deit_distillation_loss(
         if teacher_logits is None:
             raise ValueError(f"distillation_type={distillation_type!r} needs teacher_logits.")
         teacher_logits = teacher_logits.detach()
+        if not 0 < teacher_logits.shape[0] <= distill_logits.shape[0]:
+            raise ValueError(
+                f"teacher_logits must cover 1 to {distill_logits.shape[0]} rows of the batch, got {teacher_logits.shape[0]}."
+            )
+        distill_logits = distill_logits[: teacher_logits.shape[0]]
         if distillation_type == "soft":
             kl = F.kl_div(
                 F.log_softmax(distill_logits / tau, dim=-1),

@@ -73,6 +73,25 @@ def test_saved_student_loads_in_stock_transformers_and_pipeline(distilled, sampl
     assert theirs == [CIFAR10_NAMES[i] for i in ours]
 
 
+def test_teacher_fraction_labels_a_share_of_each_training_batch_and_all_of_an_evaluation_batch(
+    sample_dir, tiny_teacher, tmp_path
+):
+    from hf_deit.config import parse_config
+    from hf_deit.training.distill import build_distillation_run
+
+    argv = tiny_run_args(sample_dir, tmp_path / "student", "--teacher_model_name_or_path", str(tiny_teacher),
+                         "--distillation_teacher_fraction", "0.25", "--max_steps", "2")
+    run = build_distillation_run(*parse_config(argv))
+    seen: list[tuple[bool, int]] = []
+    run.trainer.teacher.register_forward_pre_hook(
+        lambda module, args: seen.append((run.trainer.model.training, args[0].shape[0]))
+    )
+    run.trainer.train()
+    run.trainer.evaluate()
+    assert [rows for training, rows in seen if training] == [4, 4]  # a quarter of each 16-image batch
+    assert sum(rows for training, rows in seen if not training) == 32  # every evaluation image
+
+
 def test_none_needs_no_teacher(sample_dir, tmp_path):
     metrics = main(
         tiny_run_args(sample_dir, tmp_path / "none", "--distillation_type", "none", "--teacher_model_name_or_path", "")

@@ -62,6 +62,24 @@ def test_hard_uses_teacher_argmax():
     assert out.distillation_loss.item() == pytest.approx(ce(DIST, teacher_argmax), rel=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["hard", "soft"])
+def test_teacher_on_the_first_rows_only_averages_its_term_over_those_rows(kind):
+    partial = deit_distillation_loss(
+        torch.tensor(CLS), torch.tensor(DIST), torch.tensor(LABELS), torch.tensor(TEACHER[:1]), kind
+    )
+    first_row = deit_distillation_loss(
+        torch.tensor(CLS[:1]), torch.tensor(DIST[:1]), torch.tensor(LABELS[:1]), torch.tensor(TEACHER[:1]), kind
+    )
+    assert partial.distillation_loss.item() == pytest.approx(first_row.distillation_loss.item(), rel=1e-6)
+    assert partial.base_loss.item() == pytest.approx(ce(CLS, LABELS), rel=1e-6)
+
+
+def test_teacher_rows_beyond_the_batch_are_rejected():
+    too_many = torch.tensor(TEACHER + TEACHER)
+    with pytest.raises(ValueError, match="must cover 1 to 2 rows"):
+        deit_distillation_loss(torch.tensor(CLS), torch.tensor(DIST), torch.tensor(LABELS), too_many, "hard")
+
+
 @pytest.mark.parametrize("tau", [1.0, 3.0])
 def test_soft_is_per_sample_kl_times_tau_squared(tau):
     out = run("soft", alpha=0.5, tau=tau)

@@ -96,7 +96,7 @@ class DistillationTrainer(ImageTrainerMixin, RobustCheckpointMixin, Trainer):
         # With `none` the loss never reads the teacher: skip its forward in training (a third of a step
         # on CPU, docs/results/throughput.md) and keep it in evaluation, where it fills the teacher column.
         needs_teacher = self.teacher is not None and (not model.training or self.args.distillation_type != "none")
-        teacher_logits = self.teacher(pixel_values) if needs_teacher else None
+        teacher_logits = self.teacher(self._teacher_rows(pixel_values, model.training)) if needs_teacher else None
         parts = deit_distillation_loss(
             cls_logits,
             distill_logits,
@@ -110,6 +110,14 @@ class DistillationTrainer(ImageTrainerMixin, RobustCheckpointMixin, Trainer):
         )
         heads = (cls_logits, distill_logits, outputs.logits) if distill_logits is not None else (cls_logits,)
         return parts, heads, teacher_logits
+
+    def _teacher_rows(self, pixel_values: torch.Tensor, training: bool) -> torch.Tensor:
+        """The images the teacher labels: in training, the first ``distillation_teacher_fraction`` of the batch
+        (a random share, since the sampler shuffles); in evaluation, all of them, for the teacher's column."""
+        fraction = self.args.distillation_teacher_fraction
+        if not training or fraction >= 1.0:
+            return pixel_values
+        return pixel_values[: max(1, round(fraction * pixel_values.shape[0]))]
 
     def compute_loss(
         self,

@@ -11,6 +11,10 @@ writing excluded), carried across resumes in the Trainer's log history (``train_
     python benchmarks/cifar10_students.py --mode hard --dataset_name ../shared/data/cifar10   # the config's epochs
     python benchmarks/cifar10_students.py --mode hard --budget_minutes 90 --dataset_name ../shared/data/cifar10
     python benchmarks/cifar10_students.py --table        # table + PNG from the finished runs
+    python benchmarks/cifar10_students.py --mode hard --variant teacher_quarter --distillation_teacher_fraction 0.25
+
+A variant (``--variant NAME`` plus any config flags) trains a mode with those flags added to the recipe, in
+``<--runs_dir>/<mode>-<NAME>/``; its row sits under its mode's and is named by the flags its run recorded.
 
 Writes ``<--runs_dir>/<mode>/`` (the runs; default ``runs/students``) and ``--out`` (default
 ``docs/results/students.json``, a section of ``docs/results/cifar10_cpu.md``) plus its
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import statistics
 import sys
 import time
@@ -111,24 +116,30 @@ def epochs_for_budget(mode: str, dataset: str, minutes: float, extra: list[str],
             "steps_per_epoch": timer.steps_per_epoch, "num_train_epochs": round(epochs, 2)}
 
 
+def run_folder(mode: str, variant: str | None = None) -> str:
+    """The folder of a mode's run under ``--runs_dir``: the mode, or ``<mode>-<variant>`` for a variant."""
+    return f"{mode}-{variant}" if variant else mode
+
+
 def mode_argv(mode: str, dataset: str, eval_every: int, save_every: int, extra: list[str], runs: Path = RUNS,
-              config: Path = CONFIG) -> list[str]:
+              config: Path = CONFIG, variant: str | None = None) -> list[str]:
     """The flags of one mode's run: the recipe file, this mode, the periodic evaluations and checkpoints."""
     return ["--config", str(config), "--dataset_name", dataset, "--distillation_type", mode,
-            "--output_dir", str(runs / mode), "--eval_strategy", "steps", "--eval_steps", str(eval_every),
+            "--output_dir", str(runs / run_folder(mode, variant)), "--eval_strategy", "steps", "--eval_steps", str(eval_every),
             "--eval_samples_during_training", "2000", "--save_strategy", "steps", "--save_steps", str(save_every),
             "--save_total_limit", "1", "--disable_tqdm", "true", *extra]
 
 
 def run_mode(mode: str, dataset: str, eval_every: int, save_every: int, extra: list[str], runs: Path = RUNS,
-             config: Path = CONFIG, budget_minutes: float | None = None) -> dict:
+             config: Path = CONFIG, budget_minutes: float | None = None, variant: str | None = None) -> dict:
     from hf_deit.training.checkpointing import last_complete_checkpoint
     from hf_deit.config import parse_config
     from hf_deit.training.distill import run_distillation
 
-    argv = mode_argv(mode, dataset, eval_every, save_every, extra, runs, config)
-    budget_file = runs / mode / "budget.json"
-    resuming = (runs / mode).is_dir() and last_complete_checkpoint(str(runs / mode)) is not None
+    argv = mode_argv(mode, dataset, eval_every, save_every, extra, runs, config, variant)
+    run = runs / run_folder(mode, variant)
+    budget_file = run / "budget.json"
+    resuming = run.is_dir() and last_complete_checkpoint(str(run)) is not None
     if budget_minutes is not None and not resuming:
         budget = epochs_for_budget(mode, dataset, budget_minutes, extra, runs / "probes", config)
         budget_file.parent.mkdir(parents=True, exist_ok=True)
@@ -137,8 +148,8 @@ def run_mode(mode: str, dataset: str, eval_every: int, save_every: int, extra: l
         argv += ["--num_train_epochs", str(json.loads(budget_file.read_text())["num_train_epochs"])]
     if resuming:
         argv += ["--resume_from_checkpoint", "true"]
-    record_machine(runs / mode)
-    limit = budget_minutes_of(runs / mode) if resuming or budget_minutes is not None else None
+    record_machine(run)
+    limit = budget_minutes_of(run) if resuming or budget_minutes is not None else None
     metrics = run_distillation(*parse_config(argv), callbacks=[TrainingClock(None if limit is None else 60 * limit)])
     return metrics
 
@@ -211,6 +222,31 @@ def run_row(mode: str, run: Path, environment: dict) -> tuple[dict, list[tuple[f
     return row, points
 
 
+def variant_flags(run: Path) -> list[str]:
+    """The config flags a variant's run added to the recipe: what this script did not consume in the command the
+    run recorded (``distillation_config.json``), so the row's name is the run's own record, not a label typed in."""
+    command = shlex.split(json.loads((run / "distillation_config.json").read_text())["command"])
+    start = next(i for i, word in enumerate(command) if word.endswith(Path(__file__).name)) + 1
+    return build_parser().parse_known_args(command[start:])[1]
+
+
+def variant_rows(mode: str, runs: Path, environment: dict, saved_rows: list[dict],
+                 saved_curves: dict) -> list[tuple[dict, list]]:
+    """A mode's variants: each finished ``<mode>-<variant>`` run here, and each saved variant row whose run is not
+    here (run folders stay on the machine that trained them)."""
+    found = []
+    for run in sorted(runs.glob(f"{mode}-*")):
+        if (run / "all_results.json").exists():
+            row, points = run_row(mode, run, environment)
+            row["variant"] = run.name.removeprefix(f"{mode}-")
+            row["label"] = f"{mode}, {' '.join(variant_flags(run))}"
+            found.append((row, points))
+    here = {row["variant"] for row, _ in found}
+    kept = [(row, saved_curves.get(row["label"], [])) for row in saved_rows
+            if row["mode"] == mode and row.get("variant") and row["variant"] not in here]
+    return kept + found
+
+
 def another_teacher(row: dict, teacher_top1: float | None) -> bool:
     """Whether a saved distilled row came from a teacher other than the new run's (their measured top-1 differ),
     so that re-running a mode after the teacher changed keeps the old row instead of overwriting it."""
@@ -274,22 +310,26 @@ def table(environment: dict, runs: Path = RUNS, out: Path = RESULTS / "students.
         row.setdefault("label", row["mode"])
     rows, curves = [], {}
     for mode in MODES:
-        kept = [(row, saved_curves.get(row["label"], [])) for row in saved_rows if row["mode"] == mode]
+        kept = [(row, saved_curves.get(row["label"], [])) for row in saved_rows
+                if row["mode"] == mode and not row.get("variant")]
         if (runs / mode / "all_results.json").exists():
             row, points = run_row(mode, runs / mode, environment)
             earlier += [old for old, _ in kept if another_teacher(old, row["teacher"])]
             kept = [(old, old_curve) for old, old_curve in kept  # a re-run on this machine replaces its row
                     if not another_teacher(old, row["teacher"]) and not same_machine(old["machine"], row["machine"])]
             kept.append((row, points))
-        for row, points in kept:
+        for row, _ in kept:
             row["label"] = mode if len(kept) == 1 else f"{mode} on {short_machine(row['machine'])}"
+        for row, points in kept + variant_rows(mode, runs, environment, saved_rows, saved_curves):
             rows.append(row)
             curves[row["label"]] = [tuple(point) for point in points]
     if curves:
         plot(curves, png)
     binomial = 100 * math.sqrt(0.85 * 0.15 / 10000)
     lines = [f"## The students of `{config.name}`: hard vs soft vs none", "",
-             f"One recipe (`{shown(config)}`) and budget; only `distillation_type` changes. "
+             f"One recipe (`{shown(config)}`) and budget; only `distillation_type` changes"
+             + ("; a row named with flags adds them to the recipe (`--variant`). " if any(r.get("variant") for r in rows)
+                else ". ") +
              f"Top-1 on all 10,000 test images at the end of training (one standard error ≈ {binomial:.1f} points).",
              "", *students_table(rows)]
     lines += ["", "Minutes of training to reach a fused top-1 on the first 2,000 test images (periodic evaluations; "
@@ -306,8 +346,9 @@ def table(environment: dict, runs: Path = RUNS, out: Path = RESULTS / "students.
         lines += ["", "Earlier runs of a mode, distilled from another teacher (kept when the mode was re-run):", "",
                   *students_table(earlier)]
     lines += ["", f"![test accuracy against training time]({png.name})", "",
-              f"Reproduce: `{reproduce(rows, dataset, config, runs, out)}` for each mode, then the same with `--table` in "
-              f"place of `--mode MODE`. {machines_line({row['label']: row['machine'] for row in rows}, environment)}"]
+              f"Reproduce: `{reproduce(rows, dataset, config, runs, out)}` for each mode"
+              + (" (a variant: add `--variant NAME` and its flags)" if any(r.get("variant") for r in rows) else "")
+              + f", then the same with `--table` in place of `--mode MODE`. {machines_line({row['label']: row['machine'] for row in rows}, environment)}"]
     return {"rows": rows, "earlier_rows": earlier, "curves": curves, "machine": environment,
             "markdown": "\n".join(lines)}
 
@@ -330,9 +371,11 @@ def plot(curves: dict, out: Path) -> None:
     figure.savefig(out, dpi=120)
 
 
-def main(argv=None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """This script's own flags; every other flag is the recipe's (a config key)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mode", choices=MODES)
+    parser.add_argument("--variant", help="train MODE with the recipe flags given here, in RUNS_DIR/MODE-VARIANT")
     parser.add_argument("--dataset_name", default=LOCAL_CIFAR10)
     parser.add_argument("--eval_every", type=int, default=200)
     parser.add_argument("--save_every", type=int, default=400)
@@ -344,11 +387,15 @@ def main(argv=None) -> dict:
                         help="the recipe; a GPU: configs/cifar10_deit_tiny_distilled.yaml with --runs_dir runs/students_gpu "
                              "--out docs/results/students_gpu.json")
     parser.add_argument("--out", default=str(RESULTS / "students.json"))
-    args, extra = parser.parse_known_args(argv)
+    return parser
+
+
+def main(argv=None) -> dict:
+    args, extra = build_parser().parse_known_args(argv)
     runs, out = Path(args.runs_dir), Path(args.out)
     if args.mode and not args.table:
         run_mode(args.mode, args.dataset_name, args.eval_every, args.save_every, extra, runs, Path(args.config),
-                 args.budget_minutes)
+                 args.budget_minutes, args.variant)
     saved = json.loads(out.read_text()) if out.exists() else None
     result = table(machine(), runs, out, Path(args.config), saved, args.dataset_name)
     save_section(result, out)

@@ -266,6 +266,42 @@ def test_students_table_keeps_a_modes_rows_from_different_machines(tmp_path):
     assert [(r["label"], r["fused"]) for r in result["rows"]] == [("hard", 0.74), ("none", 0.78)]
 
 
+def test_students_table_adds_a_variant_row_named_by_the_flags_its_run_recorded(tmp_path):
+    """A variant (``--variant NAME`` plus recipe flags) gets its own row under its mode's, named by the flags in the
+    command its run recorded; the row stays on the page once the run folder is gone."""
+    import cifar10_students
+
+    epyc = {"device": "CPU: AMD EPYC", "cpu_cores": 2, "cpu_features": ["AVX2"], "torch_threads": 2, "torch": "2.14.1"}
+    row = {"cls": 0.7, "distill": 0.7, "teacher": 0.89, "train_minutes": 90.0, "seconds_per_step": 1.0,
+           "minutes_to": {}, "epochs_to": {}, "budget_minutes": 90.0, "epochs": 18.0, "machine": epyc}
+    saved = {"rows": [{**row, "mode": "hard", "fused": 0.71}, {**row, "mode": "none", "fused": 0.78}],
+             "curves": {"hard": [[1.0, 0.5, 1.0]], "none": [[1.0, 0.6, 1.0]]}, "machine": epyc}
+    assert cifar10_students.mode_argv("hard", "data", 200, 400, [], tmp_path, variant="quarter")[7] == str(
+        tmp_path / "hard-quarter")
+    run = tmp_path / "runs" / "hard-quarter"
+    run.mkdir(parents=True)
+    (run / "all_results.json").write_text(json.dumps(
+        {"eval_fused_top1": 0.75, "eval_cls_top1": 0.75, "eval_distill_top1": 0.74, "eval_teacher_top1": 0.89}))
+    (run / "trainer_state.json").write_text(json.dumps({"global_step": 100, "epoch": 33.0, "log_history": [
+        {"eval_fused_top1": 0.65, "train_wall_s": 600.0, "epoch": 10.0}, {"train_wall_s": 5400.0}]}))
+    (run / "machine.json").write_text(json.dumps(epyc))
+    (run / "distillation_config.json").write_text(json.dumps({"command": (
+        "accelerate launch benchmarks/cifar10_students.py --mode hard --variant quarter --budget_minutes 90 "
+        "--runs_dir runs/x --distillation_teacher_fraction 0.25 --out docs/results/x.json")}))
+    result = cifar10_students.table(epyc, tmp_path / "runs", tmp_path / "students.json",
+                                    saved=json.loads(json.dumps(saved)))
+    labels = [r["label"] for r in result["rows"]]
+    assert labels == ["hard", "hard, --distillation_teacher_fraction 0.25", "none"]
+    assert [r["fused"] for r in result["rows"]] == [0.71, 0.75, 0.78]
+    assert "| hard, --distillation_teacher_fraction 0.25 | 89.00 | **75.00** |" in result["markdown"]
+    assert "adds them to the recipe (`--variant`)" in result["markdown"]
+    assert result["curves"]["hard, --distillation_teacher_fraction 0.25"] == [(10.0, 0.65, 10.0)]
+    shutil.rmtree(run)  # a later session: the folder is gone, the saved row and curve stay
+    again = cifar10_students.table(epyc, tmp_path / "runs", tmp_path / "students.json",
+                                   saved=json.loads(json.dumps(result, default=list)))
+    assert [r["label"] for r in again["rows"]] == labels and again["curves"] == result["curves"]
+
+
 def test_students_row_names_the_machine_a_run_was_resumed_on(tmp_path, monkeypatch):
     """A run resumed in a later session on another CPU mixes two speeds in its minutes: its folder records both,
     and the row's cell and the page's machine line name both; a resume on the same machine records nothing."""

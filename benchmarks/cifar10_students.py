@@ -239,7 +239,7 @@ def variant_rows(mode: str, runs: Path, environment: dict, saved_rows: list[dict
         if (run / "all_results.json").exists():
             row, points = run_row(mode, run, environment)
             row["variant"] = run.name.removeprefix(f"{mode}-")
-            row["label"] = f"{mode}, {' '.join(variant_flags(run))}"
+            row["label"] = f"{mode} with {' '.join(variant_flags(run))}"
             found.append((row, points))
     here = {row["variant"] for row, _ in found}
     kept = [(row, saved_curves.get(row["label"], [])) for row in saved_rows

@@ -291,11 +291,11 @@ def test_students_table_adds_a_variant_row_named_by_the_flags_its_run_recorded(t
     result = cifar10_students.table(epyc, tmp_path / "runs", tmp_path / "students.json",
                                     saved=json.loads(json.dumps(saved)))
     labels = [r["label"] for r in result["rows"]]
-    assert labels == ["hard", "hard, --distillation_teacher_fraction 0.25", "none"]
+    assert labels == ["hard", "hard with --distillation_teacher_fraction 0.25", "none"]
     assert [r["fused"] for r in result["rows"]] == [0.71, 0.75, 0.78]
-    assert "| hard, --distillation_teacher_fraction 0.25 | 89.00 | **75.00** |" in result["markdown"]
+    assert "| hard with --distillation_teacher_fraction 0.25 | 89.00 | **75.00** |" in result["markdown"]
     assert "adds them to the recipe (`--variant`)" in result["markdown"]
-    assert result["curves"]["hard, --distillation_teacher_fraction 0.25"] == [(10.0, 0.65, 10.0)]
+    assert result["curves"]["hard with --distillation_teacher_fraction 0.25"] == [(10.0, 0.65, 10.0)]
     shutil.rmtree(run)  # a later session: the folder is gone, the saved row and curve stay
     again = cifar10_students.table(epyc, tmp_path / "runs", tmp_path / "students.json",
                                    saved=json.loads(json.dumps(result, default=list)))

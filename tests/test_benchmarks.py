@@ -228,6 +228,18 @@ def test_students_table_names_each_rows_machine(tmp_path):
     assert "Machines:" not in result["markdown"] and "Machine: CPU: Intel Xeon (AVX2" in result["markdown"]
 
 
+def finished_student_run(run, top1: float, environment: dict):
+    """The files ``cifar10_students.table`` reads from a finished run: its final metrics (every head at ``top1``),
+    a one-point curve and the 90-minute clock, and its machine."""
+    run.mkdir(parents=True)
+    (run / "all_results.json").write_text(json.dumps(
+        {"eval_fused_top1": top1, "eval_cls_top1": top1, "eval_distill_top1": top1, "eval_teacher_top1": 0.89}))
+    (run / "trainer_state.json").write_text(json.dumps({"global_step": 100, "epoch": 20.0, "log_history": [
+        {"eval_fused_top1": 0.65, "train_wall_s": 600.0, "epoch": 10.0}, {"train_wall_s": 5400.0}]}))
+    (run / "machine.json").write_text(json.dumps(environment))
+    return run
+
+
 def test_students_table_keeps_a_modes_rows_from_different_machines(tmp_path):
     """A mode re-run on another CPU (to compare it with modes that ran there) adds a row: the earlier machine's
     row and curve stay, each labelled with its machine; a re-run on the same machine replaces its row."""
@@ -241,13 +253,7 @@ def test_students_table_keeps_a_modes_rows_from_different_machines(tmp_path):
     saved = {"rows": [{**row, "mode": "hard", "fused": 0.77, "machine": xeon},
                       {**row, "mode": "none", "fused": 0.78, "machine": epyc}],
              "curves": {"hard": [[1.0, 0.5, 1.0]], "none": [[1.0, 0.6, 1.0]]}, "machine": xeon}
-    run = tmp_path / "runs" / "hard"
-    run.mkdir(parents=True)
-    (run / "all_results.json").write_text(json.dumps(
-        {"eval_fused_top1": 0.74, "eval_cls_top1": 0.74, "eval_distill_top1": 0.74, "eval_teacher_top1": 0.89}))
-    (run / "trainer_state.json").write_text(json.dumps({"global_step": 100, "epoch": 20.0, "log_history": [
-        {"eval_fused_top1": 0.65, "train_wall_s": 600.0, "epoch": 10.0}, {"train_wall_s": 5400.0}]}))
-    (run / "machine.json").write_text(json.dumps(epyc))
+    run = finished_student_run(tmp_path / "runs" / "hard", 0.74, epyc)
     result = cifar10_students.table(epyc, tmp_path / "runs", tmp_path / "students.json",
                                     saved=json.loads(json.dumps(saved)))
     labels = [r["label"] for r in result["rows"]]
@@ -278,13 +284,7 @@ def test_students_table_adds_a_variant_row_named_by_the_flags_its_run_recorded(t
              "curves": {"hard": [[1.0, 0.5, 1.0]], "none": [[1.0, 0.6, 1.0]]}, "machine": epyc}
     assert cifar10_students.mode_argv("hard", "data", 200, 400, [], tmp_path, variant="quarter")[7] == str(
         tmp_path / "hard-quarter")
-    run = tmp_path / "runs" / "hard-quarter"
-    run.mkdir(parents=True)
-    (run / "all_results.json").write_text(json.dumps(
-        {"eval_fused_top1": 0.75, "eval_cls_top1": 0.75, "eval_distill_top1": 0.74, "eval_teacher_top1": 0.89}))
-    (run / "trainer_state.json").write_text(json.dumps({"global_step": 100, "epoch": 33.0, "log_history": [
-        {"eval_fused_top1": 0.65, "train_wall_s": 600.0, "epoch": 10.0}, {"train_wall_s": 5400.0}]}))
-    (run / "machine.json").write_text(json.dumps(epyc))
+    run = finished_student_run(tmp_path / "runs" / "hard-quarter", 0.75, epyc)
     (run / "distillation_config.json").write_text(json.dumps({"command": (
         "accelerate launch benchmarks/cifar10_students.py --mode hard --variant quarter --budget_minutes 90 "
         "--runs_dir runs/x --distillation_teacher_fraction 0.25 --out docs/results/x.json")}))

@@ -230,21 +230,33 @@ def variant_flags(run: Path) -> list[str]:
     return build_parser().parse_known_args(command[start:])[1]
 
 
-def variant_rows(mode: str, runs: Path, environment: dict, saved_rows: list[dict],
-                 saved_curves: dict) -> list[tuple[dict, list]]:
-    """A mode's variants: each finished ``<mode>-<variant>`` run here, and each saved variant row whose run is not
-    here (run folders stay on the machine that trained them)."""
-    found = []
-    for run in sorted(runs.glob(f"{mode}-*")):
-        if (run / "all_results.json").exists():
-            row, points = run_row(mode, run, environment)
-            row["variant"] = run.name.removeprefix(f"{mode}-")
-            row["label"] = f"{mode} with {' '.join(variant_flags(run))}"
-            found.append((row, points))
-    here = {row["variant"] for row, _ in found}
+def series_rows(mode: str, variant: str | None, runs: Path, environment: dict, saved_rows: list[dict],
+                saved_curves: dict, earlier: list[dict]) -> list[tuple[dict, list]]:
+    """One series of the table (a mode, or one of its variants) with its curves: the run here, if finished, and the
+    saved rows of the series. A re-run on the machine of a saved row replaces it, a row distilled from another
+    teacher moves to ``earlier``, and a row from another machine stays, each then labelled with its machine."""
+    run = runs / run_folder(mode, variant)
     kept = [(row, saved_curves.get(row["label"], [])) for row in saved_rows
-            if row["mode"] == mode and row.get("variant") and row["variant"] not in here]
-    return kept + found
+            if row["mode"] == mode and row.get("variant") == variant]
+    if (run / "all_results.json").exists():
+        row, points = run_row(mode, run, environment)
+        if variant:
+            row["variant"], row["flags"] = variant, " ".join(variant_flags(run))
+        earlier += [old for old, _ in kept if another_teacher(old, row["teacher"])]
+        kept = [(old, old_curve) for old, old_curve in kept
+                if not another_teacher(old, row["teacher"]) and not same_machine(old["machine"], row["machine"])]
+        kept.append((row, points))
+    for row, _ in kept:
+        name = f"{mode} with {row['flags']}" if variant else mode
+        row["label"] = name if len(kept) == 1 else f"{name} on {short_machine(row['machine'])}"
+    return kept
+
+
+def variants_of(mode: str, runs: Path, saved_rows: list[dict]) -> list[str]:
+    """A mode's variants: those with a run folder here and those only saved (run folders stay on the machine that
+    trained them)."""
+    here = {run.name.removeprefix(f"{mode}-") for run in runs.glob(f"{mode}-*") if run.is_dir()}
+    return sorted(here | {row["variant"] for row in saved_rows if row["mode"] == mode and row.get("variant")})
 
 
 def another_teacher(row: dict, teacher_top1: float | None) -> bool:
@@ -310,19 +322,10 @@ def table(environment: dict, runs: Path = RUNS, out: Path = RESULTS / "students.
         row.setdefault("label", row["mode"])
     rows, curves = [], {}
     for mode in MODES:
-        kept = [(row, saved_curves.get(row["label"], [])) for row in saved_rows
-                if row["mode"] == mode and not row.get("variant")]
-        if (runs / mode / "all_results.json").exists():
-            row, points = run_row(mode, runs / mode, environment)
-            earlier += [old for old, _ in kept if another_teacher(old, row["teacher"])]
-            kept = [(old, old_curve) for old, old_curve in kept  # a re-run on this machine replaces its row
-                    if not another_teacher(old, row["teacher"]) and not same_machine(old["machine"], row["machine"])]
-            kept.append((row, points))
-        for row, _ in kept:
-            row["label"] = mode if len(kept) == 1 else f"{mode} on {short_machine(row['machine'])}"
-        for row, points in kept + variant_rows(mode, runs, environment, saved_rows, saved_curves):
-            rows.append(row)
-            curves[row["label"]] = [tuple(point) for point in points]
+        for variant in [None, *variants_of(mode, runs, saved_rows)]:
+            for row, points in series_rows(mode, variant, runs, environment, saved_rows, saved_curves, earlier):
+                rows.append(row)
+                curves[row["label"]] = [tuple(point) for point in points]
     if curves:
         plot(curves, png)
     binomial = 100 * math.sqrt(0.85 * 0.15 / 10000)

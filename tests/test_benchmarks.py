@@ -284,10 +284,10 @@ def test_students_table_adds_a_variant_row_named_by_the_flags_its_run_recorded(t
              "curves": {"hard": [[1.0, 0.5, 1.0]], "none": [[1.0, 0.6, 1.0]]}, "machine": epyc}
     assert cifar10_students.mode_argv("hard", "data", 200, 400, [], tmp_path, variant="quarter")[7] == str(
         tmp_path / "hard-quarter")
+    recorded = {"command": "accelerate launch benchmarks/cifar10_students.py --mode hard --variant quarter "
+                "--budget_minutes 90 --runs_dir runs/x --distillation_teacher_fraction 0.25 --out docs/results/x.json"}
     run = finished_student_run(tmp_path / "runs" / "hard-quarter", 0.75, epyc)
-    (run / "distillation_config.json").write_text(json.dumps({"command": (
-        "accelerate launch benchmarks/cifar10_students.py --mode hard --variant quarter --budget_minutes 90 "
-        "--runs_dir runs/x --distillation_teacher_fraction 0.25 --out docs/results/x.json")}))
+    (run / "distillation_config.json").write_text(json.dumps(recorded))
     result = cifar10_students.table(epyc, tmp_path / "runs", tmp_path / "students.json",
                                     saved=json.loads(json.dumps(saved)))
     labels = [r["label"] for r in result["rows"]]
@@ -300,6 +300,14 @@ def test_students_table_adds_a_variant_row_named_by_the_flags_its_run_recorded(t
     again = cifar10_students.table(epyc, tmp_path / "runs", tmp_path / "students.json",
                                    saved=json.loads(json.dumps(result, default=list)))
     assert [r["label"] for r in again["rows"]] == labels and again["curves"] == result["curves"]
+    xeon = {**epyc, "device": "CPU: Intel Xeon", "cpu_features": ["AVX2", "AVX-512", "AVX512-BF16"]}
+    run = finished_student_run(run, 0.77, xeon)  # the variant re-run on another CPU: a row of its own, as a mode's
+    (run / "distillation_config.json").write_text(json.dumps(recorded))
+    both = cifar10_students.table(xeon, tmp_path / "runs", tmp_path / "students.json",
+                                  saved=json.loads(json.dumps(again, default=list)))
+    assert [(r["label"], r["fused"]) for r in both["rows"]] == [
+        ("hard", 0.71), ("hard with --distillation_teacher_fraction 0.25 on AMD EPYC (AVX2)", 0.75),
+        ("hard with --distillation_teacher_fraction 0.25 on Intel Xeon (AVX512-BF16)", 0.77), ("none", 0.78)]
 
 
 def test_students_row_names_the_machine_a_run_was_resumed_on(tmp_path, monkeypatch):

@@ -13,6 +13,8 @@ by default ``configs/cifar10_cpu_student.yaml``; hard distillation, the teacher'
   no_teacher     distillation_type: none (what the teacher's forward costs)
   teacher_fp32   teacher_dtype: float32 (the teacher's forward without bf16)
   teacher_compile  teacher_compile: true (torch.compile the teacher's forward)
+  compile_both   torch_compile and teacher_compile both true
+  no_teacher_compile  distillation_type: none with torch_compile: true (what compiling buys labels alone)
 
 Each variant trains ``--warmup + --steps`` steps at batch 256 on ``--train_images`` images in this process,
 in ``--rounds`` rotated rounds; the table gives the median images/s and the median ratio to the shipped
@@ -51,6 +53,8 @@ VARIANTS = {
     "no_teacher": ("no teacher (distillation_type: none)", ("--distillation_type", "none")),
     "teacher_fp32": ("teacher in fp32 (teacher_dtype: float32)", ("--teacher_dtype", "float32")),
     "teacher_compile": ("compiled teacher (teacher_compile: true)", ("--teacher_compile", "true")),
+    "compile_both": ("compiled student and teacher", ("--torch_compile", "true", "--teacher_compile", "true")),
+    "no_teacher_compile": ("no teacher, compiled student", ("--distillation_type", "none", "--torch_compile", "true")),
 }
 
 

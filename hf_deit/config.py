@@ -304,6 +304,14 @@ class DistillationConfig(ImageTrainingArguments):
             "teacher forwards for epochs where the teacher costs more than the student (a CNN teacher on CPU)."
         },
     )
+    distillation_rows_without_teacher: str = field(
+        default="skip",
+        metadata={
+            "help": "What the distillation token learns from on the rows the teacher skips "
+            "(distillation_teacher_fraction < 1): skip (nothing; its term averages over the teacher's rows) or "
+            "labels (their labels, as with distillation_type none; the term averages over every row)."
+        },
+    )
     mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup alpha (DeiT: 0.8); 0 disables Mixup."})
     cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix alpha (DeiT: 1.0); 0 disables CutMix."})
     mixup_prob: float = field(default=1.0, metadata={"help": "Probability of mixing a batch."})
@@ -338,7 +346,11 @@ class DistillationConfig(ImageTrainingArguments):
 
     def __post_init__(self) -> None:
         validate_distillation_settings(
-            self.distillation_type, self.distillation_alpha, self.distillation_tau, self.distillation_kl_reduction
+            self.distillation_type,
+            self.distillation_alpha,
+            self.distillation_tau,
+            self.distillation_kl_reduction,
+            self.distillation_rows_without_teacher,
         )
         if self.nonfinite_loss_check not in NONFINITE_LOSS_CHECKS:
             raise ValueError(

@@ -16,8 +16,12 @@ labels so that the fused prediction used by ``pipeline(...)`` averages two train
 When ``distill_logits`` is ``None`` (a student without a distillation token) the class head
 takes both terms: the paper's "usual distillation".
 
-``teacher_logits`` may cover only the first rows of the batch (``distillation_teacher_fraction``):
-the teacher term then averages over those rows, and the label term over all of them.
+``teacher_logits`` may cover only the first rows of the batch (``distillation_teacher_fraction``).
+The distillation head's term then either averages over those rows (``rows_without_teacher="skip"``)
+or also trains the head on the labels of the other rows (``"labels"``, the ``none`` term there): a
+weighted mean of the two, by row count. Hard targets equal the labels on most views of a
+well-fitted teacher, so ``"labels"`` keeps the head's signal on every row at a fraction of the
+teacher's cost. The class head's term always averages over all rows.
 """
 
 from __future__ import annotations
@@ -30,9 +34,12 @@ import torch.nn.functional as F
 
 DISTILLATION_TYPES = ("none", "soft", "hard")
 KL_REDUCTIONS = ("batchmean", "elementwise_mean")
+ROWS_WITHOUT_TEACHER = ("skip", "labels")
 
 
-def validate_distillation_settings(distillation_type: str, alpha: float, tau: float, kl_reduction: str) -> None:
+def validate_distillation_settings(
+    distillation_type: str, alpha: float, tau: float, kl_reduction: str, rows_without_teacher: str = "skip"
+) -> None:
     """Fail early, with the fix in the message, rather than after hours of training."""
     if distillation_type not in DISTILLATION_TYPES:
         raise ValueError(f"distillation_type must be one of {DISTILLATION_TYPES}, got {distillation_type!r}.")
@@ -44,6 +51,10 @@ def validate_distillation_settings(distillation_type: str, alpha: float, tau: fl
         raise ValueError(f"distillation_tau must be > 0, got {tau}; use 1.0 for plain soft distillation.")
     if kl_reduction not in KL_REDUCTIONS:
         raise ValueError(f"distillation_kl_reduction must be one of {KL_REDUCTIONS}, got {kl_reduction!r}.")
+    if rows_without_teacher not in ROWS_WITHOUT_TEACHER:
+        raise ValueError(
+            f"distillation_rows_without_teacher must be one of {ROWS_WITHOUT_TEACHER}, got {rows_without_teacher!r}."
+        )
 
 
 @dataclass
@@ -66,8 +77,9 @@ def deit_distillation_loss(
     tau: float = 1.0,
     kl_reduction: str = "batchmean",
     label_smoothing: float = 0.0,
+    rows_without_teacher: str = "skip",
 ) -> DistillationLoss:
-    validate_distillation_settings(distillation_type, alpha, tau, kl_reduction)
+    validate_distillation_settings(distillation_type, alpha, tau, kl_reduction, rows_without_teacher)
     if distill_logits is None:
         distill_logits = cls_logits
     if labels.dtype.is_floating_point and labels.shape != cls_logits.shape:
@@ -88,7 +100,8 @@ def deit_distillation_loss(
             raise ValueError(
                 f"teacher_logits must cover 1 to {distill_logits.shape[0]} rows of the batch, got {teacher_logits.shape[0]}."
             )
-        distill_logits = distill_logits[: teacher_logits.shape[0]]
+        taught = teacher_logits.shape[0]
+        all_distill_logits, distill_logits = distill_logits, distill_logits[:taught]
         if distillation_type == "soft":
             kl = F.kl_div(
                 F.log_softmax(distill_logits / tau, dim=-1),
@@ -100,6 +113,10 @@ def deit_distillation_loss(
             distillation_loss = kl * (tau * tau) / denominator
         else:
             distillation_loss = F.cross_entropy(distill_logits, teacher_logits.argmax(dim=-1))
+        rows = all_distill_logits.shape[0]
+        if rows_without_teacher == "labels" and taught < rows:
+            label_loss = F.cross_entropy(all_distill_logits[taught:], labels[taught:], label_smoothing=smoothing)
+            distillation_loss = (taught * distillation_loss + (rows - taught) * label_loss) / rows
 
     loss = (1.0 - alpha) * base_loss + alpha * distillation_loss
     return DistillationLoss(loss=loss, base_loss=base_loss, distillation_loss=distillation_loss)

@@ -79,6 +79,7 @@ def test_missing_config_file():
         (["--distillation_tau", "0"], "distillation_tau must be > 0"),
         (["--distillation_teacher_fraction", "0"], "distillation_teacher_fraction must be in \\(0, 1\\]"),
         (["--distillation_teacher_fraction", "1.5"], "distillation_teacher_fraction must be in \\(0, 1\\]"),
+        (["--distillation_rows_without_teacher", "drop"], "distillation_rows_without_teacher must be one of"),
         (["--distillation_type", "medium"], "distillation_type must be one of"),
         (["--image_size", "30", "--patch_size", "4"], "must be a positive multiple of patch_size"),
         (["--max_train_samples", "0"], "max_train_samples must be a positive"),

@@ -92,6 +92,26 @@ def test_teacher_fraction_labels_a_share_of_each_training_batch_and_all_of_an_ev
     assert sum(rows for training, rows in seen if not training) == 32  # every evaluation image
 
 
+def test_rows_without_teacher_reach_the_loss(sample_dir, tiny_teacher, tmp_path, monkeypatch):
+    from hf_deit.config import parse_config
+    from hf_deit.training import trainer as trainer_module
+    from hf_deit.training.distill import build_distillation_run
+
+    settings: list[str] = []
+
+    def recording_loss(*args, **kwargs):
+        settings.append(kwargs["rows_without_teacher"])
+        return deit_distillation_loss(*args, **kwargs)
+
+    deit_distillation_loss = trainer_module.deit_distillation_loss
+    monkeypatch.setattr(trainer_module, "deit_distillation_loss", recording_loss)
+    argv = tiny_run_args(sample_dir, tmp_path / "student", "--teacher_model_name_or_path", str(tiny_teacher),
+                         "--distillation_teacher_fraction", "0.5", "--distillation_rows_without_teacher", "labels",
+                         "--max_steps", "1")
+    build_distillation_run(*parse_config(argv)).trainer.train()
+    assert settings == ["labels"]
+
+
 def test_none_needs_no_teacher(sample_dir, tmp_path):
     metrics = main(
         tiny_run_args(sample_dir, tmp_path / "none", "--distillation_type", "none", "--teacher_model_name_or_path", "")

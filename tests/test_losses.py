@@ -74,6 +74,30 @@ def test_teacher_on_the_first_rows_only_averages_its_term_over_those_rows(kind):
     assert partial.base_loss.item() == pytest.approx(ce(CLS, LABELS), rel=1e-6)
 
 
+def test_rows_without_teacher_on_labels_train_the_distillation_head_on_their_labels():
+    partial = deit_distillation_loss(
+        torch.tensor(CLS), torch.tensor(DIST), torch.tensor(LABELS), torch.tensor(TEACHER[:1]), "hard",
+        rows_without_teacher="labels",
+    )
+    assert partial.distillation_loss.item() == pytest.approx(ce(DIST, [1, LABELS[1]]), rel=1e-6)
+    assert partial.base_loss.item() == pytest.approx(ce(CLS, LABELS), rel=1e-6)
+
+
+def test_rows_without_teacher_on_labels_weights_soft_and_smoothed_label_terms_by_row_count():
+    smoothing = 0.1
+    smoothed = [smoothing / 3 + (1 - smoothing) * (k == LABELS[1]) for k in range(3)]
+    partial = deit_distillation_loss(
+        torch.tensor(CLS), torch.tensor(DIST), torch.tensor(LABELS), torch.tensor(TEACHER[:1]), "soft", tau=2.0,
+        label_smoothing=smoothing, rows_without_teacher="labels",
+    )
+    expected = (4.0 * kl_sum(DIST[:1], TEACHER[:1], 2.0) + ce(DIST[1:], [smoothed])) / 2
+    assert partial.distillation_loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_rows_without_teacher_changes_nothing_when_the_teacher_sees_every_row():
+    assert run("hard", rows_without_teacher="labels").loss.item() == pytest.approx(run("hard").loss.item(), rel=1e-7)
+
+
 def test_teacher_rows_beyond_the_batch_are_rejected():
     too_many = torch.tensor(TEACHER + TEACHER)
     with pytest.raises(ValueError, match="must cover 1 to 2 rows"):
@@ -128,6 +152,7 @@ def test_teacher_gets_no_gradient():
         ({"alpha": -0.1}, "distillation_alpha must be in \\[0, 1\\]"),
         ({"tau": 0.0}, "distillation_tau must be > 0"),
         ({"tau": -1.0}, "distillation_tau must be > 0"),
+        ({"rows_without_teacher": "teacher"}, "distillation_rows_without_teacher must be one of"),
     ],
 )
 def test_invalid_settings_are_rejected(kwargs, message):

@@ -107,6 +107,7 @@ class DistillationTrainer(ImageTrainerMixin, RobustCheckpointMixin, Trainer):
             tau=self.args.distillation_tau,
             kl_reduction=self.args.distillation_kl_reduction,
             label_smoothing=self.args.label_smoothing_factor if model.training else 0.0,
+            rows_without_teacher=self.args.distillation_rows_without_teacher,
         )
         heads = (cls_logits, distill_logits, outputs.logits) if distill_logits is not None else (cls_logits,)
         return parts, heads, teacher_logits

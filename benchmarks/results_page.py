@@ -53,6 +53,11 @@ PAGES = {
          "--runs_dir runs/students_w128 --out docs/results/students_w128.json",
          "The students of `cifar10_cpu_student_w128.yaml`: hard vs soft vs none"),
         ("students", "python benchmarks/cifar10_students.py --table", "The students: hard vs soft vs none"),
+        ("student_speed_w128_patch_drop", "python benchmarks/student_speed.py "
+         "--config configs/cifar10_cpu_student_w128_patch_drop.yaml "
+         "--variants shipped compile teacher_compile compile_both no_teacher no_teacher_compile "
+         "--out docs/results/student_speed_w128_patch_drop.json",
+         "What each speed choice of the 128 x 6 student with patch dropout buys"),
         ("student_speed_w128", "python benchmarks/student_speed.py --config configs/cifar10_cpu_student_w128.yaml "
          "--variants shipped bf16 sdpa compile no_teacher teacher_fp32 teacher_compile "
          "--out docs/results/student_speed_w128.json",

@@ -15,6 +15,8 @@ by default ``configs/cifar10_cpu_student.yaml``; hard distillation, the teacher'
   teacher_compile  teacher_compile: true (torch.compile the teacher's forward)
   compile_both   torch_compile and teacher_compile both true
   no_teacher_compile  distillation_type: none with torch_compile: true (what compiling buys labels alone)
+  teacher_quarter  distillation_teacher_fraction: 0.25 with distillation_rows_without_teacher: labels
+  teacher_quarter_compile  the same with torch_compile and teacher_compile
 
 Each variant trains ``--warmup + --steps`` steps at batch 256 on ``--train_images`` images in this process,
 in ``--rounds`` rotated rounds; the table gives the median images/s and the median ratio to the shipped
@@ -55,6 +57,11 @@ VARIANTS = {
     "teacher_compile": ("compiled teacher (teacher_compile: true)", ("--teacher_compile", "true")),
     "compile_both": ("compiled student and teacher", ("--torch_compile", "true", "--teacher_compile", "true")),
     "no_teacher_compile": ("no teacher, compiled student", ("--distillation_type", "none", "--torch_compile", "true")),
+    "teacher_quarter": ("teacher on a quarter of each batch, labels on the rest",
+                        ("--distillation_teacher_fraction", "0.25", "--distillation_rows_without_teacher", "labels")),
+    "teacher_quarter_compile": ("the same, student and teacher compiled",
+                                ("--distillation_teacher_fraction", "0.25", "--distillation_rows_without_teacher",
+                                 "labels", "--torch_compile", "true", "--teacher_compile", "true")),
 }
 
 

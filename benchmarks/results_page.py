@@ -58,6 +58,11 @@ PAGES = {
          "--variants shipped compile teacher_compile compile_both no_teacher no_teacher_compile "
          "--out docs/results/student_speed_w128_patch_drop.json",
          "What each speed choice of the 128 x 6 student with patch dropout buys"),
+        ("student_speed_w128_patch_drop_quarter", "python benchmarks/student_speed.py "
+         "--config configs/cifar10_cpu_student_w128_patch_drop.yaml "
+         "--variants shipped teacher_quarter teacher_quarter_compile no_teacher "
+         "--out docs/results/student_speed_w128_patch_drop_quarter.json",
+         "What the teacher on a quarter of each batch buys in speed"),
         ("student_speed_w128", "python benchmarks/student_speed.py --config configs/cifar10_cpu_student_w128.yaml "
          "--variants shipped bf16 sdpa compile no_teacher teacher_fp32 teacher_compile "
          "--out docs/results/student_speed_w128.json",

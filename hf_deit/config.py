@@ -299,17 +299,18 @@ class DistillationConfig(ImageTrainingArguments):
     distillation_teacher_fraction: float = field(
         default=1.0,
         metadata={
-            "help": "Share of each training batch the teacher labels (its first rows; the sampler shuffles): the "
-            "teacher term averages over those images only. 1.0: every image, as in the paper. Below 1 it trades "
+            "help": "Share of each training batch the teacher labels (its first rows; the sampler shuffles; the "
+            "other rows: distillation_rows_without_teacher). 1.0: every image, as in the paper. Below 1 it trades "
             "teacher forwards for epochs where the teacher costs more than the student (a CNN teacher on CPU)."
         },
     )
     distillation_rows_without_teacher: str = field(
-        default="skip",
+        default="labels",
         metadata={
             "help": "What the distillation token learns from on the rows the teacher skips "
-            "(distillation_teacher_fraction < 1): skip (nothing; its term averages over the teacher's rows) or "
-            "labels (their labels, as with distillation_type none; the term averages over every row)."
+            "(distillation_teacher_fraction < 1): labels (their labels, as with distillation_type none; the term "
+            "averages over every row) or skip (nothing; the term averages over the teacher's rows, which learns "
+            "slower per epoch)."
         },
     )
     mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup alpha (DeiT: 0.8); 0 disables Mixup."})

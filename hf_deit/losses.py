@@ -17,9 +17,9 @@ When ``distill_logits`` is ``None`` (a student without a distillation token) the
 takes both terms: the paper's "usual distillation".
 
 ``teacher_logits`` may cover only the first rows of the batch (``distillation_teacher_fraction``).
-The distillation head's term then either averages over those rows (``rows_without_teacher="skip"``)
-or also trains the head on the labels of the other rows (``"labels"``, the ``none`` term there): a
-weighted mean of the two, by row count. Hard targets equal the labels on most views of a
+The distillation head's term then also trains the head on the labels of the other rows
+(``rows_without_teacher="labels"``, the ``none`` term there: a weighted mean of the two, by row
+count), or averages over the teacher's rows only (``"skip"``). Hard targets equal the labels on most views of a
 well-fitted teacher, so ``"labels"`` keeps the head's signal on every row at a fraction of the
 teacher's cost. The class head's term always averages over all rows.
 """
@@ -34,11 +34,11 @@ import torch.nn.functional as F
 
 DISTILLATION_TYPES = ("none", "soft", "hard")
 KL_REDUCTIONS = ("batchmean", "elementwise_mean")
-ROWS_WITHOUT_TEACHER = ("skip", "labels")
+ROWS_WITHOUT_TEACHER = ("labels", "skip")
 
 
 def validate_distillation_settings(
-    distillation_type: str, alpha: float, tau: float, kl_reduction: str, rows_without_teacher: str = "skip"
+    distillation_type: str, alpha: float, tau: float, kl_reduction: str, rows_without_teacher: str = "labels"
 ) -> None:
     """Fail early, with the fix in the message, rather than after hours of training."""
     if distillation_type not in DISTILLATION_TYPES:
@@ -77,7 +77,7 @@ def deit_distillation_loss(
     tau: float = 1.0,
     kl_reduction: str = "batchmean",
     label_smoothing: float = 0.0,
-    rows_without_teacher: str = "skip",
+    rows_without_teacher: str = "labels",
 ) -> DistillationLoss:
     validate_distillation_settings(distillation_type, alpha, tau, kl_reduction, rows_without_teacher)
     if distill_logits is None:

@@ -63,9 +63,10 @@ def test_hard_uses_teacher_argmax():
 
 
 @pytest.mark.parametrize("kind", ["hard", "soft"])
-def test_teacher_on_the_first_rows_only_averages_its_term_over_those_rows(kind):
+def test_teacher_on_the_first_rows_only_skipping_the_others_averages_its_term_over_its_rows(kind):
     partial = deit_distillation_loss(
-        torch.tensor(CLS), torch.tensor(DIST), torch.tensor(LABELS), torch.tensor(TEACHER[:1]), kind
+        torch.tensor(CLS), torch.tensor(DIST), torch.tensor(LABELS), torch.tensor(TEACHER[:1]), kind,
+        rows_without_teacher="skip",
     )
     first_row = deit_distillation_loss(
         torch.tensor(CLS[:1]), torch.tensor(DIST[:1]), torch.tensor(LABELS[:1]), torch.tensor(TEACHER[:1]), kind
@@ -74,10 +75,9 @@ def test_teacher_on_the_first_rows_only_averages_its_term_over_those_rows(kind):
     assert partial.base_loss.item() == pytest.approx(ce(CLS, LABELS), rel=1e-6)
 
 
-def test_rows_without_teacher_on_labels_train_the_distillation_head_on_their_labels():
+def test_rows_without_teacher_train_the_distillation_head_on_their_labels_by_default():
     partial = deit_distillation_loss(
-        torch.tensor(CLS), torch.tensor(DIST), torch.tensor(LABELS), torch.tensor(TEACHER[:1]), "hard",
-        rows_without_teacher="labels",
+        torch.tensor(CLS), torch.tensor(DIST), torch.tensor(LABELS), torch.tensor(TEACHER[:1]), "hard"
     )
     assert partial.distillation_loss.item() == pytest.approx(ce(DIST, [1, LABELS[1]]), rel=1e-6)
     assert partial.base_loss.item() == pytest.approx(ce(CLS, LABELS), rel=1e-6)

@@ -47,10 +47,12 @@ PILOTS = {
                                        "at random in training (timm's PatchDropout)",
                                        [*WIDTH_128_DEPTH_6, "--learning_rate", "0.001", "--patch_dropout", "0.5"]),
     "w128_d6_lr_1e-3_patch_drop_0.5_teacher_quarter": ("w128_d6_lr_1e-3_patch_drop_0.5 with the teacher asked about "
-                                                        "a quarter of each batch (distillation_teacher_fraction)",
+                                                        "a quarter of each batch (distillation_teacher_fraction), "
+                                                        "the other rows skipped",
                                                         [*WIDTH_128_DEPTH_6, "--learning_rate", "0.001",
                                                          "--patch_dropout", "0.5",
-                                                         "--distillation_teacher_fraction", "0.25"]),
+                                                         "--distillation_teacher_fraction", "0.25",
+                                                         "--distillation_rows_without_teacher", "skip"]),
     "w128_d6_lr_1e-3_none_patch_drop_0.5": ("128 wide x 6 layers, 4 heads, lr 1e-3, labels only, half of each "
                                             "image's patches dropped at random in training",
                                             [*WIDTH_128_DEPTH_6, "--learning_rate", "0.001", "--distillation_type",

@@ -38,7 +38,7 @@ ROWS_WITHOUT_TEACHER = ("labels", "skip")
 
 
 def validate_distillation_settings(
-    distillation_type: str, alpha: float, tau: float, kl_reduction: str, rows_without_teacher: str = "labels"
+    distillation_type: str, alpha: float, tau: float, kl_reduction: str, rows_without_teacher: str
 ) -> None:
     """Fail early, with the fix in the message, rather than after hours of training."""
     if distillation_type not in DISTILLATION_TYPES:

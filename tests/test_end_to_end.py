@@ -106,10 +106,10 @@ def test_rows_without_teacher_reach_the_loss(sample_dir, tiny_teacher, tmp_path,
     deit_distillation_loss = trainer_module.deit_distillation_loss
     monkeypatch.setattr(trainer_module, "deit_distillation_loss", recording_loss)
     argv = tiny_run_args(sample_dir, tmp_path / "student", "--teacher_model_name_or_path", str(tiny_teacher),
-                         "--distillation_teacher_fraction", "0.5", "--distillation_rows_without_teacher", "labels",
+                         "--distillation_teacher_fraction", "0.5", "--distillation_rows_without_teacher", "skip",
                          "--max_steps", "1")
     build_distillation_run(*parse_config(argv)).trainer.train()
-    assert settings == ["labels"]
+    assert settings == ["skip"]  # not the default: the config's value, not the function's
 
 
 def test_none_needs_no_teacher(sample_dir, tmp_path):

@@ -57,6 +57,11 @@ PILOTS = {
                                             "image's patches dropped at random in training",
                                             [*WIDTH_128_DEPTH_6, "--learning_rate", "0.001", "--distillation_type",
                                              "none", "--patch_dropout", "0.5"]),
+    "w128_d6_lr_1e-3_none_patch_drop_0.5_padding_2": ("w128_d6_lr_1e-3_none_patch_drop_0.5 with crops shifted by at "
+                                                      "most 2 pixels (the teacher's range) instead of 4",
+                                                      [*WIDTH_128_DEPTH_6, "--learning_rate", "0.001",
+                                                       "--distillation_type", "none", "--patch_dropout", "0.5",
+                                                       "--random_crop_padding", "2"]),
     "w128_d6_lr_1e-3_timm_teacher_patch_drop_0.5": ("128 wide x 6 layers, 4 heads, lr 1e-3, hard distillation from the "
                                                     "timm ResNet-D teacher, half of each image's patches dropped",
                                                     [*WIDTH_128_DEPTH_6, "--learning_rate", "0.001",

@@ -43,6 +43,7 @@ from hf_deit.config import parse_config  # noqa: E402
 from hf_deit.training.distill import run_distillation  # noqa: E402
 
 CONFIG = REPO / "configs" / "cifar10_cpu_student.yaml"
+TEACHER_QUARTER = ("--distillation_teacher_fraction", "0.25", "--distillation_rows_without_teacher", "labels")
 VARIANTS = {
     "shipped": ("shipped: eager, bf16, device-resident, 192 x 5", ()),
     "sdpa": ("SDPA attention", ("--attn_implementation", "sdpa")),
@@ -57,11 +58,9 @@ VARIANTS = {
     "teacher_compile": ("compiled teacher (teacher_compile: true)", ("--teacher_compile", "true")),
     "compile_both": ("compiled student and teacher", ("--torch_compile", "true", "--teacher_compile", "true")),
     "no_teacher_compile": ("no teacher, compiled student", ("--distillation_type", "none", "--torch_compile", "true")),
-    "teacher_quarter": ("teacher on a quarter of each batch, labels on the rest",
-                        ("--distillation_teacher_fraction", "0.25", "--distillation_rows_without_teacher", "labels")),
+    "teacher_quarter": ("teacher on a quarter of each batch, labels on the rest", TEACHER_QUARTER),
     "teacher_quarter_compile": ("the same, student and teacher compiled",
-                                ("--distillation_teacher_fraction", "0.25", "--distillation_rows_without_teacher",
-                                 "labels", "--torch_compile", "true", "--teacher_compile", "true")),
+                                (*TEACHER_QUARTER, "--torch_compile", "true", "--teacher_compile", "true")),
 }
 
 

@@ -23,7 +23,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from .hardware import bf16_is_native
-from .losses import validate_distillation_settings
+from .losses import DEFAULT_ROWS_WITHOUT_TEACHER, validate_distillation_settings
 
 BAD_IMAGE_POLICIES = ("skip", "fail")
 PADDING_MODES = ("reflect", "constant")
@@ -305,7 +305,7 @@ class DistillationConfig(ImageTrainingArguments):
         },
     )
     distillation_rows_without_teacher: str = field(
-        default="labels",
+        default=DEFAULT_ROWS_WITHOUT_TEACHER,
         metadata={
             "help": "What the distillation token learns from on the rows the teacher skips "
             "(distillation_teacher_fraction < 1): labels (their labels, as with distillation_type none; the term "

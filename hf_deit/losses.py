@@ -35,6 +35,7 @@ import torch.nn.functional as F
 DISTILLATION_TYPES = ("none", "soft", "hard")
 KL_REDUCTIONS = ("batchmean", "elementwise_mean")
 ROWS_WITHOUT_TEACHER = ("labels", "skip")
+DEFAULT_ROWS_WITHOUT_TEACHER = "labels"  # the config's default too
 
 
 def validate_distillation_settings(
@@ -77,7 +78,7 @@ def deit_distillation_loss(
     tau: float = 1.0,
     kl_reduction: str = "batchmean",
     label_smoothing: float = 0.0,
-    rows_without_teacher: str = "labels",
+    rows_without_teacher: str = DEFAULT_ROWS_WITHOUT_TEACHER,
 ) -> DistillationLoss:
     validate_distillation_settings(distillation_type, alpha, tau, kl_reduction, rows_without_teacher)
     if distill_logits is None:

@@ -23,7 +23,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from .hardware import bf16_is_native
-from .losses import DEFAULT_ROWS_WITHOUT_TEACHER, validate_distillation_settings
+from .losses import DEFAULT_KL_REDUCTION, DEFAULT_ROWS_WITHOUT_TEACHER, validate_distillation_settings
 
 BAD_IMAGE_POLICIES = ("skip", "fail")
 PADDING_MODES = ("reflect", "constant")
@@ -290,7 +290,7 @@ class DistillationConfig(ImageTrainingArguments):
     )
     distillation_tau: float = field(default=1.0, metadata={"help": "Temperature of soft distillation."})
     distillation_kl_reduction: str = field(
-        default="batchmean",
+        default=DEFAULT_KL_REDUCTION,
         metadata={
             "help": "Soft-distillation KL normalisation: 'batchmean' (the paper: sum over classes, mean over "
             "images) or 'elementwise_mean' (the official code: mean over images and classes)."

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 DISTILLATION_TYPES = ("none", "soft", "hard")
 KL_REDUCTIONS = ("batchmean", "elementwise_mean")
+DEFAULT_KL_REDUCTION = "batchmean"  # the paper's; the config's default too
 ROWS_WITHOUT_TEACHER = ("labels", "skip")
 DEFAULT_ROWS_WITHOUT_TEACHER = "labels"  # the config's default too
 
@@ -76,7 +77,7 @@ def deit_distillation_loss(
     distillation_type: str = "hard",
     alpha: float = 0.5,
     tau: float = 1.0,
-    kl_reduction: str = "batchmean",
+    kl_reduction: str = DEFAULT_KL_REDUCTION,
     label_smoothing: float = 0.0,
     rows_without_teacher: str = DEFAULT_ROWS_WITHOUT_TEACHER,
 ) -> DistillationLoss:

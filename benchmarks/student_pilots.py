@@ -64,6 +64,12 @@ PILOTS = {
     "w128_d6_lr_1e-3_none_patch_drop_0.5_padding_0": ("w128_d6_lr_1e-3_none_patch_drop_0.5 with no crop shifts at all "
                                                       "(horizontal flips only)",
                                                       [*LABELS_ONLY_PATCH_DROP, "--random_crop_padding", "0"]),
+    "w128_d6_lr_1e-3_soft_quarter_patch_drop_0.5_padding_2": ("w128_d6_lr_1e-3_none_patch_drop_0.5_padding_2 with soft "
+                                                              "distillation from the teacher on a quarter of each "
+                                                              "batch, labels on the rest",
+                                                              [*LABELS_ONLY_PATCH_DROP, "--random_crop_padding", "2",
+                                                               "--distillation_type", "soft",
+                                                               "--distillation_teacher_fraction", "0.25"]),
     "w128_d6_lr_1e-3_timm_teacher_patch_drop_0.5": ("128 wide x 6 layers, 4 heads, lr 1e-3, hard distillation from the "
                                                     "timm ResNet-D teacher, half of each image's patches dropped",
                                                     [*WIDTH_128_DEPTH_6, "--learning_rate", "0.001",

@@ -28,8 +28,8 @@ from timing import LOCAL_CIFAR10, RESULTS, machine, machines_line  # noqa: E402
 
 WIDTH_128_DEPTH_6 = ["--hidden_size", "128", "--num_hidden_layers", "6", "--num_attention_heads", "4",
                      "--intermediate_size", "512"]
-LABELS_ONLY_PATCH_DROP = [*WIDTH_128_DEPTH_6, "--learning_rate", "0.001", "--distillation_type", "none",
-                          "--patch_dropout", "0.5"]
+PATCH_DROP_LR_1E3 = [*WIDTH_128_DEPTH_6, "--learning_rate", "0.001", "--patch_dropout", "0.5"]
+LABELS_ONLY_PATCH_DROP = [*PATCH_DROP_LR_1E3, "--distillation_type", "none"]
 PILOTS = {
     "shipped": ("DeiT 192 wide x 5 layers, lr 2e-3 (the CPU student's recipe)", []),
     "lr_1e-3": ("the same, lr 1e-3", ["--learning_rate", "0.001"]),
@@ -67,8 +67,8 @@ PILOTS = {
     "w128_d6_lr_1e-3_soft_quarter_patch_drop_0.5_padding_2": ("w128_d6_lr_1e-3_none_patch_drop_0.5_padding_2 with soft "
                                                               "distillation from the teacher on a quarter of each "
                                                               "batch, labels on the rest",
-                                                              [*LABELS_ONLY_PATCH_DROP, "--random_crop_padding", "2",
-                                                               "--distillation_type", "soft",
+                                                              [*PATCH_DROP_LR_1E3, "--distillation_type", "soft",
+                                                               "--random_crop_padding", "2",
                                                                "--distillation_teacher_fraction", "0.25"]),
     "w128_d6_lr_1e-3_timm_teacher_patch_drop_0.5": ("128 wide x 6 layers, 4 heads, lr 1e-3, hard distillation from the "
                                                     "timm ResNet-D teacher, half of each image's patches dropped",

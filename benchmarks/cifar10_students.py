@@ -6,7 +6,9 @@ Each mode trains one student config (``--config``, default ``configs/cifar10_cpu
 the first 2,000 test images (the curve) and once at the end on all 10,000 (the table). A run checkpoints
 every ``--save_every`` steps and resumes exactly from its last checkpoint when the script is started
 again, so a 90-minute run may span sessions; the clock counts training steps only (evaluation and checkpoint
-writing excluded), carried across resumes in the Trainer's log history (``train_wall_s``).
+writing excluded), carried across resumes in the checkpoint's trainer state (``train_wall_s`` in the logs). With
+``--budget_minutes`` the run trains for that many minutes on this clock (``max_train_minutes``): the cosine
+schedule follows the clock and anneals fully when the budget is spent, however fast this machine steps.
 
     python benchmarks/cifar10_students.py --mode hard --dataset_name ../shared/data/cifar10   # the config's epochs
     python benchmarks/cifar10_students.py --mode hard --budget_minutes 90 --dataset_name ../shared/data/cifar10
@@ -27,16 +29,13 @@ import argparse
 import json
 import math
 import shlex
-import statistics
 import sys
-import time
 from pathlib import Path
 
-from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
-from timing import LOCAL_CIFAR10, REPO, RESULTS, StepTimer, machine, machines_line, same_machine  # noqa: E402
+from timing import LOCAL_CIFAR10, REPO, RESULTS, machine, machines_line, same_machine  # noqa: E402
 
 MODES = ("hard", "soft", "none")
 THRESHOLDS = (0.60, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
@@ -44,76 +43,7 @@ CONFIG = REPO / "configs" / "cifar10_cpu_student.yaml"
 RUNS = REPO / "runs" / "students"
 
 
-class TrainingClock(TrainerCallback):
-    """Adds ``train_wall_s`` (seconds spent in training steps so far, evaluation and saving excluded) to every log,
-    resumed from the last logged value when a run resumes from a checkpoint.
-
-    With ``limit_s`` it also ends training once that much training time is spent: a probe sizes the schedule
-    before the run, but a shared machine's step times drift, and a budget is a limit, not an estimate. Training
-    then stops where it is (the cosine schedule nearly over, since the probe leaves a margin) and the run is
-    evaluated as usual."""
-
-    def __init__(self, limit_s: float | None = None) -> None:
-        self.offset = 0.0
-        self.elapsed = 0.0
-        self.last = None
-        self.limit_s = limit_s
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.offset = max((entry.get("train_wall_s", 0.0) for entry in state.log_history), default=0.0)
-        self.last = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        now = time.perf_counter()
-        self.elapsed += now - self.last
-        self.last = now
-        if self.limit_s is not None and self.offset + self.elapsed >= self.limit_s:
-            control.should_training_stop = True
-
-    def _pause(self, *args, **kwargs):  # evaluation / checkpoint just ran: its time is not training time
-        self.last = time.perf_counter()
-
-    on_evaluate = on_save = _pause
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        value = round(self.offset + self.elapsed, 3)
-        if logs is not None:
-            logs["train_wall_s"] = value
-        if state.log_history:  # the Trainer appended a copy of ``logs`` before calling us
-            state.log_history[-1]["train_wall_s"] = value
-
-
-class ProbeTimer(StepTimer):
-    """The step times of a probe run, and how many steps an epoch of it holds."""
-
-    steps_per_epoch = 0
-
-    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
-        self.steps_per_epoch = len(train_dataloader) // max(args.gradient_accumulation_steps, 1)
-        super().on_train_begin(args, state, control, **kwargs)
-
-
-def epochs_for_budget(mode: str, dataset: str, minutes: float, extra: list[str], scratch: Path,
-                      config: Path = CONFIG, probe_steps: int = 24, margin: float = 0.93) -> dict:
-    """How many epochs of ``mode`` fit ``minutes`` of training on this machine: a short probe run of the same
-    recipe times its steps (the first quarter, warm-up and allocation, dropped) and the epochs follow. The
-    ``margin`` covers what a 24-step probe cannot see: the evaluations' effect on caches, and the drift of step
-    times on a shared machine over an hour and a half. The schedule needs its length up front, so a wall-time
-    budget is turned into epochs once, before the run."""
-    from hf_deit.config import parse_config
-    from hf_deit.training.distill import build_distillation_run
-
-    timer = ProbeTimer(warmup_steps=probe_steps // 4)
-    argv = ["--config", str(config), "--dataset_name", dataset, "--distillation_type", mode,
-            "--output_dir", str(scratch / f"probe-{mode}"), "--eval_strategy", "no", "--save_strategy", "no",
-            "--disable_tqdm", "true", *extra, "--max_steps", str(probe_steps)]
-    run = build_distillation_run(*parse_config(argv), callbacks=[timer])
-    timer.device = run.trainer.args.device
-    run.trainer.train()
-    seconds = statistics.median(timer.step_seconds)
-    epochs = margin * minutes * 60 / (seconds * timer.steps_per_epoch)
-    return {"budget_minutes": minutes, "probe_seconds_per_step": seconds,
-            "steps_per_epoch": timer.steps_per_epoch, "num_train_epochs": round(epochs, 2)}
+BUDGET_EPOCH_CAP = 1000  # with --budget_minutes the clock ends the run; the epochs only have to outlast it
 
 
 def run_folder(mode: str, variant: str | None = None) -> str:
@@ -141,17 +71,20 @@ def run_mode(mode: str, dataset: str, eval_every: int, save_every: int, extra: l
     budget_file = run / "budget.json"
     resuming = run.is_dir() and last_complete_checkpoint(str(run)) is not None
     if budget_minutes is not None and not resuming:
-        budget = epochs_for_budget(mode, dataset, budget_minutes, extra, runs / "probes", config)
         budget_file.parent.mkdir(parents=True, exist_ok=True)
-        budget_file.write_text(json.dumps(budget, indent=2))
-    if budget_file.exists() and (resuming or budget_minutes is not None):  # a resumed run keeps its budget's schedule
-        argv += ["--num_train_epochs", str(json.loads(budget_file.read_text())["num_train_epochs"])]
+        budget_file.write_text(json.dumps({"budget_minutes": budget_minutes, "schedule": "max_train_minutes"}))
+    if budget_file.exists() and (resuming or budget_minutes is not None):  # a resumed run keeps its budget
+        argv += budget_flags(json.loads(budget_file.read_text()))
     if resuming:
         argv += ["--resume_from_checkpoint", "true"]
     record_machine(run)
-    limit = budget_minutes_of(run) if resuming or budget_minutes is not None else None
-    metrics = run_distillation(*parse_config(argv), callbacks=[TrainingClock(None if limit is None else 60 * limit)])
+    metrics = run_distillation(*parse_config(argv))
     return metrics
+
+
+def budget_flags(budget: dict) -> list[str]:
+    """The flags of a budgeted run: the minutes on the training clock, and epochs that outlast them."""
+    return ["--max_train_minutes", str(budget["budget_minutes"]), "--num_train_epochs", str(BUDGET_EPOCH_CAP)]
 
 
 def record_machine(run: Path) -> None:
@@ -383,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval_every", type=int, default=200)
     parser.add_argument("--save_every", type=int, default=400)
     parser.add_argument("--budget_minutes", type=float,
-                        help="train for this many minutes: a short probe of this machine's step time sets the epochs")
+                        help="train for this many minutes of steps: the schedule runs on the training clock (max_train_minutes)")
     parser.add_argument("--table", action="store_true", help="only assemble the table and the PNG")
     parser.add_argument("--runs_dir", default=str(RUNS))
     parser.add_argument("--config", default=str(CONFIG),

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cifar10_students import CONFIG, TrainingClock, curve, training_seconds  # noqa: E402
+from cifar10_students import CONFIG, curve, training_seconds  # noqa: E402
 from results_page import save_section  # noqa: E402
 from timing import LOCAL_CIFAR10, RESULTS, machine, machines_line  # noqa: E402
 
@@ -116,7 +116,7 @@ def run_pilot(name: str, dataset: Path, epochs: float, eval_every: int, scratch:
             "--train_val_split", "0.1", "--num_train_epochs", str(epochs), "--output_dir", str(output_dir),
             "--eval_strategy", "steps", "--eval_steps", str(eval_every), "--save_strategy", "no",
             "--disable_tqdm", "true", *PILOTS[name][1], *extra]
-    metrics = run_distillation(*parse_config(argv), callbacks=[TrainingClock()])
+    metrics = run_distillation(*parse_config(argv))
     state = json.loads((output_dir / "trainer_state.json").read_text())
     points = curve(state)
     minutes = training_seconds(state) / 60 or metrics["train_runtime_s"] / 60

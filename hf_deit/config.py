@@ -231,6 +231,18 @@ class ModelConfig:
                 raise ValueError(f"{name} needs 3 values (one per RGB channel), got {value}.")
 
 
+def check_time_budget(minutes: float, warmup_steps: float) -> None:
+    """A time budget must be positive, and its warm-up a share of it: steps have no fixed length in time."""
+    if not minutes > 0:
+        raise ConfigError(f"max_train_minutes must be positive, got {minutes}",
+                          "set it to the minutes of training you want, e.g. 90, or drop it to train for epochs")
+    if warmup_steps >= 1:
+        raise ConfigError(
+            f"warmup_steps: {warmup_steps:g} counts steps, but with max_train_minutes the schedule runs on the "
+            "training clock",
+            "give the warm-up as a share of the budget, e.g. warmup_steps: 0.05, or drop max_train_minutes")
+
+
 @dataclass
 class ImageTrainingArguments(TrainingArguments):
     """``TrainingArguments`` with the defaults every hf-deit run (student or teacher) needs.
@@ -252,6 +264,15 @@ class ImageTrainingArguments(TrainingArguments):
         },
     )
 
+    max_train_minutes: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "Train for this many minutes of training steps (evaluation and checkpointing excluded). The "
+            "learning-rate schedule runs on that clock, so it anneals fully when the time is spent, however fast "
+            "the machine; num_train_epochs / max_steps still cap the run (set them high to fill the budget). "
+            "warmup_steps is then a share of the budget (e.g. 0.05)."
+        },
+    )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep raw image columns for the transform."})
     report_to: Optional[str] = field(default="none", metadata={"help": "Experiment trackers (none, tensorboard, ...)."})
     ddp_find_unused_parameters: Optional[bool] = field(
@@ -264,6 +285,8 @@ class ImageTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        if self.max_train_minutes is not None:
+            check_time_budget(self.max_train_minutes, self.warmup_steps)
         if self.auto_bf16:
             self.bf16 = self.bf16 or bf16_is_native(_training_device_type(self))
         bf16_on_cpu_means_use_cpu(self)

@@ -343,12 +343,10 @@ def test_machines_line_groups_rows_by_machine():
     assert machines_line({}, fallback=epyc) == "Machine: CPU: AMD EPYC (AVX2), 2 threads, torch 2.14.1."
 
 
-def test_students_budget_turns_minutes_into_epochs_once(sample_dir, tiny_teacher, tmp_path, monkeypatch):
-    """--budget_minutes: a probe times this machine's steps, the run trains the epochs that fill the budget, and a
-    resumed run keeps that schedule instead of probing again."""
-    import inspect
-    import math
-
+def test_students_budget_trains_its_minutes_on_the_clock_across_a_resume(sample_dir, tiny_teacher, tmp_path):
+    """--budget_minutes: the run trains that many minutes of steps (max_train_minutes, the schedule on the clock) and
+    is tabled as usual; started again, it resumes from its last checkpoint with the clock's reading there, so the
+    budget is not spent twice; without a budget a fresh run trains the config's epochs."""
     import cifar10_students
 
     from helpers import TINY_STUDENT_ARGS
@@ -360,54 +358,25 @@ def test_students_budget_turns_minutes_into_epochs_once(sample_dir, tiny_teacher
              "--eval_samples_during_training", "16", "--max_eval_samples", "32", "--per_device_train_batch_size", "16",
              "--logging_steps", "2", *TINY_STUDENT_ARGS]
     result = cifar10_students.main(flags)
-    assert result["rows"][0]["budget_minutes"] == 0.02 and "--budget_minutes 0.02 --runs_dir" in result["markdown"]
-    budget = json.loads((runs / "hard" / "budget.json").read_text())
-    assert budget["steps_per_epoch"] == 4  # 64 images, batch 16
-    margin = inspect.signature(cifar10_students.epochs_for_budget).parameters["margin"].default
-    expected = margin * 0.02 * 60 / (budget["probe_seconds_per_step"] * budget["steps_per_epoch"])
-    assert budget["num_train_epochs"] == pytest.approx(expected, abs=0.006)  # rounded to 2 decimals
+    row = result["rows"][0]
+    assert row["budget_minutes"] == 0.02 and "--budget_minutes 0.02 --runs_dir" in result["markdown"]
     state = json.loads((runs / "hard" / "trainer_state.json").read_text())
-    assert state["max_steps"] == math.ceil(budget["num_train_epochs"] * 4)
+    assert state["max_steps"] == 4 * cifar10_students.BUDGET_EPOCH_CAP and 4 <= state["global_step"] < state["max_steps"]
+    assert 0.02 <= row["train_minutes"] < 0.02 + 0.02  # the budget, plus at most one step of the tiny model
+    assert row["epochs"] == pytest.approx(state["global_step"] / 4, abs=0.01) and 0 <= row["fused"] <= 1
+    assert f"| {row['train_minutes']:.1f} | {row['epochs']:.2f} |" in result["markdown"]
 
-    def no_second_probe(*args, **kwargs):
-        raise AssertionError("a resumed run must keep its budget's schedule")
-
-    monkeypatch.setattr(cifar10_students, "epochs_for_budget", no_second_probe)
-    cifar10_students.main(flags)  # resumes from the last checkpoint with the stored epochs
-    assert json.loads((runs / "hard" / "trainer_state.json").read_text())["max_steps"] == state["max_steps"]
+    checkpoint = max((runs / "hard").glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    saved = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"]["TrainingClock"]
+    assert 0 < saved["attributes"]["spent_s"] <= 0.02 * 60 + 0.5
+    resumed = cifar10_students.main(flags)["rows"][0]  # resumes from the checkpoint with its clock
+    assert 0.02 <= resumed["train_minutes"] < 0.02 + 0.02
 
     for checkpoint in (runs / "hard").glob("checkpoint-*"):  # a fresh run without a budget: the config's epochs
         shutil.rmtree(checkpoint)
     unbudgeted = [flag for flag in flags if flag not in ("--budget_minutes", "0.02")]
     cifar10_students.main(unbudgeted + ["--num_train_epochs", "1"])
     assert json.loads((runs / "hard" / "trainer_state.json").read_text())["max_steps"] == 4
-
-
-def test_students_budget_is_a_limit_when_steps_run_slower_than_the_probe(sample_dir, tiny_teacher, tmp_path,
-                                                                          monkeypatch):
-    """A probe that under-estimates the step time sizes too long a schedule; the run still stops when its
-    training minutes are spent, and is evaluated and tabled as usual."""
-    import cifar10_students
-
-    from helpers import TINY_STUDENT_ARGS
-
-    def slow_machine_probe(mode, dataset, minutes, *args, **kwargs):  # as if the steps then ran 100x slower
-        return {"budget_minutes": minutes, "probe_seconds_per_step": 0.0, "steps_per_epoch": 4,
-                "num_train_epochs": 100.0}
-
-    monkeypatch.setattr(cifar10_students, "epochs_for_budget", slow_machine_probe)
-    runs = tmp_path / "runs"
-    result = cifar10_students.main([
-        "--mode", "none", "--dataset_name", str(sample_dir), "--eval_every", "1000", "--save_every", "1000",
-        "--runs_dir", str(runs), "--out", str(tmp_path / "students.json"), "--budget_minutes", "0.01",
-        "--max_train_samples", "64", "--max_eval_samples", "32", "--per_device_train_batch_size", "16",
-        "--logging_steps", "1", *TINY_STUDENT_ARGS])
-    state = json.loads((runs / "none" / "trainer_state.json").read_text())
-    assert state["max_steps"] == 400 and 1 <= state["global_step"] < 400
-    row = result["rows"][0]
-    assert 0.6 / 60 <= row["train_minutes"] < 0.6 / 60 + 0.05  # the limit, plus at most one tiny step
-    assert row["epochs"] == pytest.approx(state["global_step"] / 4, abs=0.01) and 0 <= row["fused"] <= 1
-    assert f"| {row['train_minutes']:.1f} | {row['epochs']:.2f} |" in result["markdown"]
 
 
 def test_student_speed_smoke(sample_dir, tmp_path):

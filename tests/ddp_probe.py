@@ -46,6 +46,7 @@ def main() -> None:
         "train_indices_epoch0": epoch_indices,
         "weights": weights_fingerprint(trainer.accelerator.unwrap_model(trainer.model)),
         "metrics": metrics,
+        "steps": [trainer.state.global_step, trainer.state.max_steps],
     }
     (probe_dir / f"rank{rank}.json").write_text(json.dumps(record))
 

@@ -36,17 +36,23 @@ def test_schedule_reads_the_step_that_matches_the_budget_spent():
     assert factor(3) == pytest.approx(reference(100)) == pytest.approx(0.0)
 
 
-def test_clock_counts_the_step_in_flight_and_stops_at_the_budget():
+def test_clock_stops_at_the_budget_and_starts_from_zero_unless_resumed():
     from transformers import TrainerControl, TrainerState
 
     clock, state, control = TrainingClock(budget_s=1e-3), TrainerState(stateful_callbacks=[]), TrainerControl()
     clock.on_train_begin(None, state, control)
     assert state.stateful_callbacks["TrainingClock"]["attributes"]["spent_s"] == 0.0  # recorded for the checkpoint
-    while clock.seconds() < 1e-3:
+    while clock.seconds() < 1e-3:  # the step in flight counts ...
         pass
-    assert clock.progress() == 1.0
+    assert clock.progress() == 0.0  # ... from the end of the step on, when every process agrees on it
     clock.on_step_end(None, state, control)
-    assert control.should_training_stop and clock.spent_s >= 1e-3
+    assert control.should_training_stop and clock.spent_s >= 1e-3 and clock.progress() == 1.0
+
+    clock.on_train_begin(None, TrainerState(stateful_callbacks=[clock]), TrainerControl())
+    assert clock.spent_s == 0.0  # the same Trainer training again (a search's next trial): a fresh budget
+    resumed = TrainerState(global_step=7, stateful_callbacks={"TrainingClock": {"args": {}, "attributes": {"spent_s": 42.0}}})
+    clock.on_train_begin(None, resumed, TrainerControl())
+    assert clock.spent_s == 42.0
 
 
 @pytest.mark.parametrize("flags, message", [

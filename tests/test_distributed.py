@@ -108,3 +108,16 @@ def test_accelerates_single_process_cpu_launch_stops_with_the_torchrun_command(t
     assert result.returncode != 0
     assert "torchrun --nproc_per_node N scripts/distill.py --config configs/quickstart.yaml" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_time_budget_ends_every_rank_at_one_step_with_one_schedule(sample_dir, tiny_teacher, tmp_path):
+    """max_train_minutes on two processes: the main process's clock decides for both. A rank stopping alone would
+    hang the other at its next all-reduce; ranks reading their own clocks would step at different learning rates."""
+    output_dir = tmp_path / "student"
+    torchrun_cpu(2, "tests/ddp_probe.py", str(tmp_path),
+                 *run_flags(sample_dir, tiny_teacher, output_dir, "--num_train_epochs", "1000",
+                            "--max_train_minutes", "0.02", "--warmup_steps", "0.1"))
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["weights"] == ranks[1]["weights"] and ranks[0]["steps"] == ranks[1]["steps"]
+    steps, max_steps = ranks[0]["steps"]
+    assert 1 <= steps < max_steps  # the clock ended the run, not its 1000 epochs

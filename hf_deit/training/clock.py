@@ -8,6 +8,10 @@ probe of it by tenths: the run then stops short of its budget or overruns it. Wi
 schedule runs on this clock instead (:func:`schedule_on_clock`): its progress is the larger of the budget spent
 and the steps done of ``max_steps``, so it anneals fully exactly when the first of the two runs out, and
 training stops there. Any of the Trainer's ``LambdaLR`` schedules (cosine, linear, ...) keeps its shape.
+
+Several processes must agree on both (a rank that stops alone hangs the others at the next all-reduce, and
+ranks stepping at different learning rates drift apart): with a budget, the main process's reading is
+broadcast at the end of every step, one scalar per step, and the schedule and the stop read only that.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
+import torch
+import torch.distributed as dist
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
@@ -38,21 +44,25 @@ class TrainingClock(TrainerCallback, ExportableState):
         return self.spent_s + (time.perf_counter() - self._last if self._last is not None else 0.0)
 
     def progress(self) -> float:
-        """The share of the budget spent (0 without a budget)."""
-        return min(1.0, self.seconds() / self.budget_s) if self.budget_s else 0.0
+        """The share of the budget spent at the end of the last step (0 without a budget): the same on every
+        process."""
+        return min(1.0, self.spent_s / self.budget_s) if self.budget_s else 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
         name = type(self).__name__
-        saved = state.stateful_callbacks.get(name) if state.stateful_callbacks else None
-        if isinstance(saved, dict):  # resumed: go on from the checkpoint's reading
-            self.spent_s = saved["attributes"]["spent_s"]
-        elif state.stateful_callbacks is not None:  # a checkpoint from before the clock: start a record of it
+        saved = state.stateful_callbacks.get(name) if state.stateful_callbacks is not None else None
+        # Resumed (the state came from a checkpoint): go on from its reading. A fresh train() starts at zero,
+        # also when one Trainer trains again (a hyperparameter search's trials).
+        self.spent_s = saved["attributes"]["spent_s"] if state.global_step > 0 and isinstance(saved, dict) else 0.0
+        if state.stateful_callbacks is not None and saved is None:  # a checkpoint from before the clock
             state.stateful_callbacks[name] = self.state()
         self._last = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
         self.spent_s = self.seconds()
         self._last = time.perf_counter()
+        if self.budget_s is not None and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            self.spent_s = main_process_reading(self.spent_s, args.device)
         if self.budget_s is not None and self.spent_s >= self.budget_s:
             control.should_training_stop = True
 
@@ -70,6 +80,13 @@ class TrainingClock(TrainerCallback, ExportableState):
             logs["train_wall_s"] = value
         if state.log_history:  # the Trainer appended a copy of ``logs`` before calling us
             state.log_history[-1]["train_wall_s"] = value
+
+
+def main_process_reading(seconds: float, device: torch.device) -> float:
+    """The main process's ``seconds`` on every process (on ``device``: NCCL broadcasts only GPU tensors)."""
+    reading = torch.tensor([seconds], dtype=torch.float64, device=device)
+    dist.broadcast(reading, src=0)
+    return reading.item()
 
 
 def schedule_on_clock(scheduler: LambdaLR, clock: TrainingClock, num_training_steps: int) -> None:

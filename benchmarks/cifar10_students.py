@@ -32,7 +32,6 @@ import shlex
 import sys
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_page import save_section  # noqa: E402
 from timing import LOCAL_CIFAR10, REPO, RESULTS, machine, machines_line, same_machine  # noqa: E402

@@ -37,15 +37,18 @@ def test_schedule_reads_the_step_that_matches_the_budget_spent():
 
 
 def test_clock_stops_at_the_budget_and_starts_from_zero_unless_resumed():
+    from types import SimpleNamespace
+
     from transformers import TrainerControl, TrainerState
 
+    args = SimpleNamespace(world_size=1, device=torch.device("cpu"))
     clock, state, control = TrainingClock(budget_s=1e-3), TrainerState(stateful_callbacks=[]), TrainerControl()
     clock.on_train_begin(None, state, control)
     assert state.stateful_callbacks["TrainingClock"]["attributes"]["spent_s"] == 0.0  # recorded for the checkpoint
     while clock.seconds() < 1e-3:  # the step in flight counts ...
         pass
     assert clock.progress() == 0.0  # ... from the end of the step on, when every process agrees on it
-    clock.on_step_end(None, state, control)
+    clock.on_step_end(args, state, control)
     assert control.should_training_stop and clock.spent_s >= 1e-3 and clock.progress() == 1.0
 
     clock.on_train_begin(None, TrainerState(stateful_callbacks=[clock]), TrainerControl())

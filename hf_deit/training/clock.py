@@ -20,7 +20,7 @@ import time
 from typing import Callable, Optional
 
 import torch
-import torch.distributed as dist
+from accelerate.utils import broadcast
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
@@ -31,9 +31,9 @@ from ..config import ConfigError
 class TrainingClock(TrainerCallback, ExportableState):
     """Seconds of training steps so far (``spent_s``), saved with each checkpoint; with ``budget_s``, a limit."""
 
-    def __init__(self, budget_s: Optional[float] = None, spent_s: float = 0.0) -> None:
+    def __init__(self, budget_s: Optional[float] = None) -> None:
         self.budget_s = budget_s
-        self.spent_s = spent_s
+        self.spent_s = 0.0
         self._last: Optional[float] = None  # when the clock last read, None while it is stopped
 
     def state(self) -> dict:
@@ -61,9 +61,11 @@ class TrainingClock(TrainerCallback, ExportableState):
     def on_step_end(self, args, state, control, **kwargs):
         self.spent_s = self.seconds()
         self._last = time.perf_counter()
-        if self.budget_s is not None and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            self.spent_s = main_process_reading(self.spent_s, args.device)
-        if self.budget_s is not None and self.spent_s >= self.budget_s:
+        if self.budget_s is None:
+            return
+        if args.world_size > 1:  # the main process's reading, on every process
+            self.spent_s = broadcast(torch.tensor([self.spent_s], dtype=torch.float64, device=args.device)).item()
+        if self.spent_s >= self.budget_s:
             control.should_training_stop = True
 
     def _pause(self, *args, **kwargs):  # an evaluation or a checkpoint just ran: not training time
@@ -80,13 +82,6 @@ class TrainingClock(TrainerCallback, ExportableState):
             logs["train_wall_s"] = value
         if state.log_history:  # the Trainer appended a copy of ``logs`` before calling us
             state.log_history[-1]["train_wall_s"] = value
-
-
-def main_process_reading(seconds: float, device: torch.device) -> float:
-    """The main process's ``seconds`` on every process (on ``device``: NCCL broadcasts only GPU tensors)."""
-    reading = torch.tensor([seconds], dtype=torch.float64, device=device)
-    dist.broadcast(reading, src=0)
-    return reading.item()
 
 
 def schedule_on_clock(scheduler: LambdaLR, clock: TrainingClock, num_training_steps: int) -> None:

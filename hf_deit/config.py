@@ -336,6 +336,16 @@ class DistillationConfig(ImageTrainingArguments):
             "slower per epoch)."
         },
     )
+    distillation_teacher_cache: bool = field(
+        default=False,
+        metadata={
+            "help": "Run the teacher once per training view instead of once per step: at the start of training "
+            "(counted as training time) its logits for every image, as is and mirrored, are computed and each batch "
+            "reads its rows from them. Needs device_resident_data with random_crop_padding: 0 (flips only, so two "
+            "views per image), no Mixup/CutMix (mixed images have no cached view) and "
+            "distillation_teacher_fraction: 1. Distillation then costs what labels alone cost per step."
+        },
+    )
     mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup alpha (DeiT: 0.8); 0 disables Mixup."})
     cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix alpha (DeiT: 1.0); 0 disables CutMix."})
     mixup_prob: float = field(default=1.0, metadata={"help": "Probability of mixing a batch."})
@@ -387,10 +397,39 @@ class DistillationConfig(ImageTrainingArguments):
             )
         if self.repeated_augmentation < 1:
             raise ValueError(f"repeated_augmentation must be >= 1 (1 = off), got {self.repeated_augmentation}.")
+        if self.distillation_teacher_cache:
+            self._check_teacher_cache()
         super().__post_init__()
         if self.base_learning_rate is not None:
             global_batch = self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps
             self.learning_rate = self.base_learning_rate * global_batch / 512.0
+
+
+    def _check_teacher_cache(self) -> None:
+        if self.distillation_type == "none":
+            raise ConfigError("distillation_teacher_cache with distillation_type: none caches targets no loss reads",
+                              "drop distillation_teacher_cache, or pick soft or hard")
+        if self.mixup_alpha > 0 or self.cutmix_alpha > 0:
+            raise ConfigError(
+                "distillation_teacher_cache cannot follow Mixup/CutMix (the teacher must see each mixed image, "
+                "which no cached view is)", "set mixup_alpha: 0 and cutmix_alpha: 0, or drop distillation_teacher_cache")
+        if self.distillation_teacher_fraction < 1.0:
+            raise ConfigError(
+                "distillation_teacher_cache labels every row at no cost per step, so "
+                f"distillation_teacher_fraction={self.distillation_teacher_fraction} would only discard targets",
+                "set distillation_teacher_fraction: 1.0")
+
+
+def check_teacher_cache_data(training_args: "DistillationConfig", data_config: DataConfig) -> None:
+    """The teacher cache needs a training set with few views per image, enumerable on the device."""
+    if training_args.distillation_teacher_cache and not (
+        data_config.device_resident_data and data_config.random_crop_padding == 0
+    ):
+        raise ConfigError(
+            "distillation_teacher_cache needs each training image to have two views (as is, mirrored), got "
+            f"device_resident_data: {str(data_config.device_resident_data).lower()}, "
+            f"random_crop_padding: {data_config.random_crop_padding}",
+            "set device_resident_data: true and random_crop_padding: 0, or drop distillation_teacher_cache")
 
 
 def _has_accelerator() -> bool:

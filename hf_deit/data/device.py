@@ -25,6 +25,11 @@ batches from Accelerate's ``BatchSamplerShard``, ``set_epoch`` and resume (``ski
 work unchanged, and a batch's crops/flips are drawn from a CPU generator seeded by the key of its
 first image, a function of (seed, epoch, position): the same on any device, any world size, after
 a resume.
+
+Flips only (``random_crop_padding: 0``): each image then has just two views (as is, mirrored), so anything
+computed per view can be computed once for the whole split (:meth:`DeviceResidentImages.view_pixels`) and
+handed out with each batch (:meth:`DeviceResidentImages.attach_view_targets`): the distillation trainer
+caches its teacher's logits so (``distillation_teacher_cache``).
 """
 
 from __future__ import annotations
@@ -139,6 +144,7 @@ class DeviceResidentImages(torch.utils.data.Dataset):
         # (x / 255 - mean) / std == x * scale + shift
         self.scale = (1.0 / (255.0 * std)).to(images.device)
         self.shift = (-mean / std).to(images.device)
+        self.view_targets: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -157,7 +163,43 @@ class DeviceResidentImages(torch.utils.data.Dataset):
         if self.images.device != device:
             self.images, self.labels = self.images.to(device), self.labels.to(device)
             self.scale, self.shift = self.scale.to(device), self.shift.to(device)
+        if self.view_targets is not None:
+            self.view_targets = self.view_targets.to(device)
         return self
+
+    @property
+    def views_per_image(self) -> Optional[int]:
+        """How many distinct training views each image has: 2 with flips only, 1 with neither crop nor flip,
+        ``None`` with crops (too many to enumerate)."""
+        if self.padding > 0:
+            return None
+        return 2 if self.horizontal_flip else 1
+
+    def view_pixels(self, views: torch.Tensor) -> torch.Tensor:
+        """The training batch of the given views (``row * views_per_image + flipped``), as :meth:`collate`
+        makes it: exactly what the model sees when the sampler draws that row with that flip."""
+        per_image = self.views_per_image
+        if per_image is None:
+            raise ValueError(
+                f"With random_crop_padding={self.padding} each image has too many crops to enumerate its views; "
+                "set random_crop_padding: 0 (flips only)."
+            )
+        views = views.to(self.device)
+        rows, flips = views // per_image, (views % per_image).bool()
+        offsets = torch.zeros_like(rows)
+        return crop_flip_normalise(
+            self.images, rows, offsets, offsets, flips, 0, self.scale, self.shift, self.padding_mode
+        )
+
+    def attach_view_targets(self, targets: Optional[torch.Tensor], name: str = "teacher_logits") -> None:
+        """Hand ``targets[view]`` (one row per view, :meth:`view_pixels`' order) out with each batch under
+        ``name``; ``None`` detaches them."""
+        if targets is not None and targets.shape[0] != len(self) * (self.views_per_image or 0):
+            raise ValueError(
+                f"{targets.shape[0]} view targets for {len(self)} images of {self.views_per_image} views each."
+            )
+        self.view_targets = None if targets is None else targets.to(self.device)
+        self.view_target_name = name
 
     def __getitems__(self, keys: Sequence[Any]) -> list[Any]:
         return list(keys)
@@ -185,7 +227,11 @@ class DeviceResidentImages(torch.utils.data.Dataset):
         pixels = crop_flip_normalise(
             self.images, index, tops, lefts, flips.bool(), self.padding, self.scale, self.shift, self.padding_mode
         )
-        return {"pixel_values": pixels, "labels": self.labels[index]}
+        batch = {"pixel_values": pixels, "labels": self.labels[index]}
+        if self.view_targets is not None:
+            per_image = self.views_per_image  # flips are all 0 without horizontal_flip
+            batch[self.view_target_name] = self.view_targets[index * per_image + flips]
+        return batch
 
 
 def _to_uint8_chw(image: Any, resize: v2.Resize) -> torch.Tensor:

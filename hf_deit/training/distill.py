@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 
 from transformers import set_seed
 
-from ..config import DataConfig, DistillationConfig, ModelConfig
+from ..config import DataConfig, DistillationConfig, ModelConfig, check_teacher_cache_data
 from ..data.datasets import ImageClassificationData, load_image_classification_data
 from ..data.inputs import evaluation_set
 from ..hardware import resolve_teacher_dtype, warn_if_bf16_is_emulated
@@ -88,6 +88,7 @@ def build_distillation_run(
     if hold_out_for_selection is None:
         hold_out_for_selection = training_args.load_best_model_at_end
     _require_teacher(model_config, training_args)
+    check_teacher_cache_data(training_args, data_config)
     if training_args.process_index == 0:  # one warning per run, not one per rank
         warn_if_bf16_is_emulated(training_args.bf16, training_args.device.type)
     set_seed(training_args.seed)

@@ -22,14 +22,16 @@ import torch
 from torch import nn
 from transformers import Trainer
 
-from ..config import DistillationConfig
+from ..config import ConfigError, DistillationConfig
 from ..data.augment import apply_mixup, build_mixup
+from ..data.device import DeviceResidentImages
 from ..heads import HEADS
 from ..losses import deit_distillation_loss
 from ..teacher import TeacherWrapper
 from .base import ImageTrainerMixin
 from .checkpointing import RobustCheckpointMixin, last_complete_checkpoint
 from .nonfinite import NonFiniteLossGuard, resolve_mode
+from .teacher_cache import TeacherTargetCache
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,17 @@ class DistillationTrainer(ImageTrainerMixin, RobustCheckpointMixin, Trainer):
             self.accelerator,
             self._describe_last_checkpoint,
         )
+        if args.distillation_teacher_cache:
+            self._cache_teacher_targets()
+
+    def _cache_teacher_targets(self) -> None:
+        dataset = self.train_dataset
+        if not isinstance(dataset, DeviceResidentImages) or dataset.views_per_image is None:
+            raise ConfigError(
+                "distillation_teacher_cache needs a device-resident training set with two views per image",
+                "set device_resident_data: true and random_crop_padding: 0, or drop distillation_teacher_cache")
+        # Added after the training clock (ImageTrainerMixin): the cache is built on the clock.
+        self.add_callback(TeacherTargetCache(self.teacher, dataset, self.args.per_device_eval_batch_size))
 
     @property
     def head_names(self) -> tuple[str, ...]:
@@ -96,7 +109,9 @@ class DistillationTrainer(ImageTrainerMixin, RobustCheckpointMixin, Trainer):
         # With `none` the loss never reads the teacher: skip its forward in training (a third of a step
         # on CPU, docs/results/throughput.md) and keep it in evaluation, where it fills the teacher column.
         needs_teacher = self.teacher is not None and (not model.training or self.args.distillation_type != "none")
-        teacher_logits = self.teacher(self._teacher_rows(pixel_values, model.training)) if needs_teacher else None
+        teacher_logits = inputs.get("teacher_logits") if model.training else None  # distillation_teacher_cache
+        if teacher_logits is None and needs_teacher:
+            teacher_logits = self.teacher(self._teacher_rows(pixel_values, model.training))
         parts = deit_distillation_loss(
             cls_logits,
             distill_logits,

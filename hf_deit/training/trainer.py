@@ -5,7 +5,8 @@ In the style of TRL's ``GKDTrainer``: the teacher is handed to the accelerator i
 and the teacher on the same batch and applies :func:`hf_deit.losses.deit_distillation_loss`, and
 the loss parts are logged next to the Trainer's own ``loss``. Evaluation returns the logits of
 the fused, class and distillation heads (and the teacher's) so ``compute_metrics`` reports
-the accuracy of each, the columns of the paper's Table 3.
+the accuracy of each, the columns of the paper's Table 3. With ``distillation_teacher_cache`` the training
+batches carry their teacher logits (:mod:`hf_deit.training.teacher_cache`) and the teacher runs in evaluation only.
 
 Reliability (``docs/results/robustness.md``): checkpoints are written atomically and resumed
 strictly (:class:`hf_deit.training.checkpointing.RobustCheckpointMixin`), a NaN/inf loss stops the run

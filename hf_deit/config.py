@@ -404,7 +404,6 @@ class DistillationConfig(ImageTrainingArguments):
             global_batch = self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps
             self.learning_rate = self.base_learning_rate * global_batch / 512.0
 
-
     def _check_teacher_cache(self) -> None:
         if self.distillation_type == "none":
             raise ConfigError("distillation_teacher_cache with distillation_type: none caches targets no loss reads",

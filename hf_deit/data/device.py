@@ -145,6 +145,7 @@ class DeviceResidentImages(torch.utils.data.Dataset):
         self.scale = (1.0 / (255.0 * std)).to(images.device)
         self.shift = (-mean / std).to(images.device)
         self.view_targets: Optional[torch.Tensor] = None
+        self.view_target_name = "teacher_logits"
 
     def __len__(self) -> int:
         return self.images.shape[0]
